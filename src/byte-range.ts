@@ -1,0 +1,57 @@
+/** @module HTTP byte ranges (`Range: bytes=...`) for blobs: one range per request, as registries serve. */
+import type { ByteRange } from './content.js';
+import { RegistryError } from './errors.js';
+
+/** A range as the client asked for it, before the blob's size is known. */
+export type RangeSpec = { start: number; end: number | null } | { suffix: number };
+
+/**
+ * The client's single byte range, or null to send the whole blob. Malformed or multi-range headers
+ * are ignored, as RFC 9110 allows: the client then gets a plain 200.
+ */
+export function parseRangeHeader(header: string | undefined): RangeSpec | null {
+  if (!header) return null;
+  const match = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(header);
+  if (!match) return null;
+  const [, from, to] = match;
+  if (from === '' && to === '') return null;
+  if (from === '') return { suffix: Number(to) };
+  const start = Number(from);
+  const end = to === '' ? null : Number(to);
+  if (!Number.isSafeInteger(start) || (end !== null && (!Number.isSafeInteger(end) || end < start)))
+    return null;
+  return { start, end };
+}
+
+/** The inclusive byte range for a blob of `size` bytes; 416 when nothing of it is asked for. */
+export function resolveRange(spec: RangeSpec, size: number): ByteRange {
+  if ('suffix' in spec) {
+    if (spec.suffix === 0 || size === 0) throw unsatisfiable(size);
+    return { start: Math.max(0, size - spec.suffix), end: size - 1 };
+  }
+  if (spec.start >= size) throw unsatisfiable(size);
+  return { start: spec.start, end: Math.min(spec.end ?? size - 1, size - 1) };
+}
+
+export function formatRangeHeader(spec: RangeSpec): string {
+  return 'suffix' in spec ? `bytes=-${spec.suffix}` : `bytes=${spec.start}-${spec.end ?? ''}`;
+}
+
+/** Parses `Content-Range: bytes start-end/size` from an upstream's 206 answer. */
+export function parseContentRange(
+  header: string | undefined,
+): { range: ByteRange; size: number | null } | null {
+  const match = header ? /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(header.trim()) : null;
+  if (!match) return null;
+  return {
+    range: { start: Number(match[1]), end: Number(match[2]) },
+    size: match[3] === '*' ? null : Number(match[3]),
+  };
+}
+
+function unsatisfiable(size: number): RegistryError {
+  return new RegistryError('RANGE_INVALID', 416, 'requested range not satisfiable', {
+    detail: { size },
+    headers: { 'content-range': `bytes */${size}` },
+  });
+}

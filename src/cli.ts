@@ -1,0 +1,92 @@
+#!/usr/bin/env node
+/** @module The command line: `pullcache serve | resolve`. */
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { ConfigError, loadConfig } from './config.js';
+import { RegistryError } from './errors.js';
+import { formatReference, parseReference } from './reference.js';
+import { startServer } from './server.js';
+
+const USAGE = `usage:
+  pullcache serve [--config FILE] [--listen HOST:PORT] [--storage DIR]
+  pullcache resolve [--config FILE] REFERENCE
+
+The config file is --config, else $PULLCACHE_CONFIG, else the embedded default (Docker Hub, ./data).`;
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string' },
+      listen: { type: 'string' },
+      storage: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const [command, ...rest] = positionals;
+  if (values.help || command === undefined) {
+    process.stdout.write(`${USAGE}\n`);
+    return values.help ? 0 : 2;
+  }
+  const configFile = values.config ?? process.env.PULLCACHE_CONFIG;
+  const config = loadConfig(configFile || undefined, process.env, {
+    listen: values.listen,
+    storage: values.storage,
+  });
+
+  switch (command) {
+    case 'serve': {
+      const logger = pino({ level: config.log.level, base: { service: 'pullcache' } });
+      const server = await startServer(config, logger);
+      const stop = async (signal: string) => {
+        logger.info({ signal }, 'shutting down');
+        await server.close();
+        process.exit(0);
+      };
+      process.once('SIGTERM', () => void stop('SIGTERM'));
+      process.once('SIGINT', () => void stop('SIGINT'));
+      return -1; // keep running
+    }
+    case 'resolve': {
+      if (rest.length !== 1) throw new UsageError('resolve takes exactly one REFERENCE');
+      const ref = parseReference(rest[0]!);
+      const upstream = config.registries[ref.registry];
+      if (!upstream) throw new UsageError(`registry ${ref.registry} is not allowed by this configuration`);
+      const target = ref.digest ?? ref.tag;
+      process.stdout.write(
+        `${JSON.stringify({
+          reference: formatReference(ref),
+          registry: ref.registry,
+          repository: ref.repository,
+          tag: ref.tag,
+          digest: ref.digest,
+          upstream: `${upstream.url}/v2/${ref.repository}/manifests/${target}`,
+        })}\n`,
+      );
+      return 0;
+    }
+    default:
+      throw new UsageError(`unknown command ${command}\n${USAGE}`);
+  }
+}
+
+class UsageError extends Error {}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (error: unknown) => {
+    const known =
+      error instanceof ConfigError ||
+      error instanceof RegistryError ||
+      error instanceof UsageError ||
+      Boolean((error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'));
+    // A reference error is one line (scripts read it); config errors list every bad key.
+    const message =
+      error instanceof RegistryError ? error.message.replace(/\s+/g, ' ') : (error as Error).message;
+    process.stderr.write(`pullcache: ${known ? message : String((error as Error).stack ?? error)}\n`);
+    process.exitCode = known ? 1 : 2;
+  },
+);

@@ -1,0 +1,102 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, parseConfig } from './config.js';
+
+const minimal = { registries: { 'docker.io': { url: 'https://registry-1.docker.io' } } };
+
+describe('parseConfig', () => {
+  it('fills in every default', () => {
+    const config = parseConfig(minimal, {});
+    expect(config).toMatchObject({
+      listen: '0.0.0.0:5000',
+      storage: { path: './data', maxSize: null },
+      defaultRegistry: 'docker.io',
+      cache: { tagTTL: 300_000, serveDeletedTags: false },
+      upstream: { connectTimeout: 10_000, headersTimeout: 30_000, bodyTimeout: 30_000, maxRedirects: 5 },
+      log: { level: 'info' },
+    });
+  });
+
+  it('reads units and substitutes ${ENV} values', () => {
+    const config = parseConfig(
+      {
+        storage: { path: '/var/lib/pullcache', maxSize: '50GiB' },
+        cache: { tagTTL: '90s' },
+        registries: {
+          'docker.io': { url: 'https://registry-1.docker.io/', username: 'me', password: '${HUB_TOKEN}' },
+        },
+      },
+      { HUB_TOKEN: 'dckr_pat_x' },
+    );
+    expect(config.storage.maxSize).toBe(50 * 2 ** 30);
+    expect(config.cache.tagTTL).toBe(90_000);
+    expect(config.registries['docker.io']).toEqual({
+      url: 'https://registry-1.docker.io',
+      username: 'me',
+      password: 'dckr_pat_x',
+    });
+  });
+
+  it('normalizes registry keys (index.docker.io is docker.io)', () => {
+    const config = parseConfig(
+      { registries: { 'index.docker.io': { url: 'https://registry-1.docker.io' } } },
+      {},
+    );
+    expect(Object.keys(config.registries)).toEqual(['docker.io']);
+  });
+
+  it.each([
+    [{ registries: {} }, 'registries: at least one registry is needed'],
+    [{ ...minimal, listen: 'nope' }, 'listen: expected HOST:PORT'],
+    [{ ...minimal, bogus: 1 }, 'bogus'],
+    [{ registries: { 'docker.io': { url: 'ftp://x' } } }, 'registries.docker.io.url'],
+    [
+      { registries: { 'docker.io': { url: 'https://x', username: 'u' } } },
+      'username and password go together',
+    ],
+    [
+      { registries: { 'Not A Host': { url: 'https://x' } }, defaultRegistry: 'Not A Host' },
+      'not a registry host name',
+    ],
+    [
+      { ...minimal, defaultRegistry: 'quay.io' },
+      'defaultRegistry: "quay.io" is not one of the configured registries',
+    ],
+    [{ ...minimal, cache: { tagTTL: 'soon' } }, 'cache.tagTTL: expected a duration'],
+    [{ ...minimal, storage: { maxSize: 'lots' } }, 'storage.maxSize: expected a size'],
+    [{ ...minimal, log: { level: 'loud' } }, 'log.level'],
+  ])('refuses %j naming the bad key', (document, message) => {
+    expect(() => parseConfig(document, {})).toThrow(ConfigError);
+    expect(() => parseConfig(document, {})).toThrow(message);
+  });
+
+  it('fails when an ${ENV} variable is not set, naming the key and the variable', () => {
+    expect(() =>
+      parseConfig(
+        { registries: { 'docker.io': { url: 'https://x', username: 'u', password: '${MISSING_PW}' } } },
+        {},
+      ),
+    ).toThrow('registries.docker.io.password: environment variable MISSING_PW is not set');
+  });
+
+  it('lets flags win over the file', () => {
+    const config = parseConfig(minimal, {}, { listen: '127.0.0.1:6000', storage: '/tmp/x' });
+    expect(config.listen).toBe('127.0.0.1:6000');
+    expect(config.storage.path).toBe('/tmp/x');
+  });
+});
+
+describe('loadConfig', () => {
+  it('loads the embedded default: Docker Hub and the common public registries, cache in ./data', () => {
+    const config = loadConfig(undefined, {});
+    expect(config.defaultRegistry).toBe('docker.io');
+    expect(config.registries['docker.io']?.url).toBe('https://registry-1.docker.io');
+    expect(Object.keys(config.registries)).toEqual(['docker.io', 'quay.io', 'ghcr.io', 'registry.k8s.io']);
+    expect(config.storage.path).toBe('./data');
+  });
+
+  it('names the file when it cannot be read', () => {
+    expect(() => loadConfig('/nonexistent/pullcache.yaml', {})).toThrow(
+      /cannot read config file \/nonexistent/,
+    );
+  });
+});

@@ -1,0 +1,190 @@
+/** @module The configuration: a YAML file (or the embedded default), `${ENV}` substitution, zod validation. */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { isValidDomain, normalizeRegistryHost } from './reference.js';
+import { parseDuration, parseSize } from './units.js';
+
+/** The config shipped with the package: Docker Hub upstream, cache in ./data. */
+export const DEFAULT_CONFIG_FILE = fileURLToPath(new URL('../config/default.yaml', import.meta.url));
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const ms = parseDuration(value);
+  if (ms === null) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected a duration such as "30s" or "5m", got ${JSON.stringify(value)}`,
+    });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const size = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const bytes = parseSize(value);
+  if (bytes === null) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected a size such as "50GiB", got ${JSON.stringify(value)}`,
+    });
+    return z.NEVER;
+  }
+  return bytes;
+});
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:/]*):\d{1,5}$/, 'expected HOST:PORT, e.g. 0.0.0.0:5000');
+
+const registrySchema = z
+  .strictObject({
+    url: z
+      .url({ protocol: /^https?$/, error: 'expected an http(s) URL such as https://registry-1.docker.io' })
+      .transform((u) => u.replace(/\/+$/, '')),
+    username: z.string().min(1).optional(),
+    password: z.string().min(1).optional(),
+  })
+  .refine((r) => (r.username === undefined) === (r.password === undefined), {
+    message: 'username and password go together',
+  });
+
+const schema = z
+  .strictObject({
+    listen: hostPort.default('0.0.0.0:5000'),
+    storage: z
+      .strictObject({
+        path: z.string().min(1).default('./data'),
+        // No limit by default: a cache that silently drops content surprises more than a full disk.
+        maxSize: size.nullable().default(null),
+      })
+      .prefault({}),
+    defaultRegistry: z.string().default('docker.io'),
+    cache: z
+      .strictObject({
+        // Five minutes: a moved tag is seen soon, and a burst of node pulls costs one upstream HEAD.
+        tagTTL: duration.default(5 * 60_000),
+        // Off: a tag deleted upstream should disappear from the mirror too.
+        serveDeletedTags: z.boolean().default(false),
+      })
+      .prefault({}),
+    upstream: z
+      .strictObject({
+        connectTimeout: duration.default(10_000), // 10s: a registry that does not accept in 10s is down
+        headersTimeout: duration.default(30_000), // 30s: token endpoints and manifest lookups can be slow
+        bodyTimeout: duration.default(30_000), // 30s of silence mid-body means a stalled transfer
+        maxRedirects: z.number().int().min(0).max(10).default(5),
+      })
+      .prefault({}),
+    registries: z
+      .record(z.string(), registrySchema)
+      .refine((r) => Object.keys(r).length > 0, { message: 'at least one registry is needed' }),
+    log: z
+      .strictObject({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      })
+      .prefault({}),
+  })
+  .superRefine((config, ctx) => {
+    for (const host of Object.keys(config.registries)) {
+      if (!isValidDomain(host)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['registries', host],
+          message: `"${host}" is not a registry host name`,
+        });
+      }
+    }
+    const registries = Object.keys(config.registries).map(normalizeRegistryHost);
+    if (!registries.includes(normalizeRegistryHost(config.defaultRegistry))) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['defaultRegistry'],
+        message: `"${config.defaultRegistry}" is not one of the configured registries (${registries.join(', ')})`,
+      });
+    }
+  });
+
+export type Config = z.output<typeof schema>;
+export type RegistryConfig = Config['registries'][string];
+
+export interface ConfigOverrides {
+  listen?: string | undefined;
+  storage?: string | undefined;
+}
+
+/** Replaces `${NAME}` in every string value; a variable that is not set is an error naming the key. */
+export function substituteEnv(value: unknown, env: NodeJS.ProcessEnv, path: string[] = []): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
+      const found = env[name];
+      if (found === undefined) {
+        throw new ConfigError(`${path.join('.') || 'config'}: environment variable ${name} is not set`);
+      }
+      return found;
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => substituteEnv(v, env, [...path, String(i)]));
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, substituteEnv(v, env, [...path, k])]),
+    );
+  }
+  return value;
+}
+
+/** Validates an already-parsed config document; throws ConfigError listing each bad key. */
+export function parseConfig(
+  document: unknown,
+  env: NodeJS.ProcessEnv = process.env,
+  overrides: ConfigOverrides = {},
+): Config {
+  const raw = substituteEnv(document ?? {}, env) as Record<string, unknown>;
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError('config: expected a YAML mapping');
+  const result = schema.safeParse(raw);
+  if (!result.success) {
+    const lines = result.error.issues.map((issue) => `${issue.path.join('.') || 'config'}: ${issue.message}`);
+    throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  const config = result.data;
+  // Registry keys are compared in normalized form (index.docker.io is docker.io).
+  config.registries = Object.fromEntries(
+    Object.entries(config.registries).map(([host, registry]) => [normalizeRegistryHost(host), registry]),
+  );
+  config.defaultRegistry = normalizeRegistryHost(config.defaultRegistry);
+  if (overrides.listen !== undefined) config.listen = hostPort.parse(overrides.listen);
+  if (overrides.storage !== undefined) config.storage.path = overrides.storage;
+  return config;
+}
+
+/** Reads and validates a config file; the embedded default when `file` is undefined. */
+export function loadConfig(
+  file: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+  overrides: ConfigOverrides = {},
+): Config {
+  const path = file ?? DEFAULT_CONFIG_FILE;
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`cannot read config file ${path}: ${(error as Error).message}`);
+  }
+  let document: unknown;
+  try {
+    document = parseYaml(text);
+  } catch (error) {
+    throw new ConfigError(`config file ${path} is not valid YAML: ${(error as Error).message}`);
+  }
+  try {
+    return parseConfig(document, env, overrides);
+  } catch (error) {
+    if (error instanceof ConfigError) throw new ConfigError(`${path}: ${error.message}`);
+    if (error instanceof z.ZodError) throw new ConfigError(`${path}: --listen: expected HOST:PORT`);
+    throw error;
+  }
+}

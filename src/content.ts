@@ -1,0 +1,46 @@
+/** @module What a registry serves, as both the cache and the upstream describe it (the same face for both). */
+import type { Readable } from 'node:stream';
+
+/** Manifest media types a pull-through cache understands; anything else is passed on as bytes. */
+export const MEDIA_TYPES = {
+  ociIndex: 'application/vnd.oci.image.index.v1+json',
+  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
+  dockerList: 'application/vnd.docker.distribution.manifest.list.v2+json',
+  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
+  dockerSchema1Signed: 'application/vnd.docker.distribution.manifest.v1+prettyjws',
+} as const;
+
+/** The OCI spec asks registries to accept manifests of at least 4 MiB; more is not a manifest. */
+export const MANIFEST_MAX_BYTES = 4 * 1024 * 1024;
+
+export interface ManifestHead {
+  mediaType: string;
+  digest: string;
+  size: number;
+}
+
+export interface Manifest extends ManifestHead {
+  bytes: Buffer;
+}
+
+/** An inclusive byte range, as in HTTP's `Range: bytes=start-end`. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+export interface BlobBody {
+  /** Full size of the blob. */
+  size: number;
+  /** The part being sent, or null for the whole blob. */
+  range: ByteRange | null;
+  stream: Readable;
+}
+
+/** Headers an upstream sends that a client should see too (rate limits, retry hints). */
+export const PASSED_ON_HEADERS = [
+  'ratelimit-limit',
+  'ratelimit-remaining',
+  'docker-ratelimit-source',
+  'retry-after',
+] as const;

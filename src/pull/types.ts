@@ -1,0 +1,34 @@
+/** @module What the pull-through layer answers the HTTP layer with. */
+import type { Readable } from 'node:stream';
+import type { ByteRange, ManifestHead } from '../content.js';
+
+/** How a request was served, for logs and metrics. */
+export type CacheOutcome = 'hit' | 'miss' | 'revalidated' | 'stale' | 'pass';
+
+export interface ManifestAnswer extends ManifestHead {
+  /** The manifest bytes; null for HEAD. */
+  bytes: Buffer | null;
+  passed: Record<string, string>;
+  cache: CacheOutcome;
+}
+
+export interface BlobAnswer {
+  digest: string;
+  /** Full blob size. */
+  size: number;
+  /** The part sent (206), or null for all of it. */
+  range: ByteRange | null;
+  /** Null for HEAD. */
+  stream: Readable | null;
+  passed: Record<string, string>;
+  cache: CacheOutcome;
+}
+
+export interface ListingAnswer {
+  contentType: string;
+  body: Buffer;
+  /** The upstream's `Link: <...>; rel="next"` target, for the HTTP layer to rewrite. */
+  next: URLSearchParams | null;
+  headers: Record<string, string>;
+  passed: Record<string, string>;
+}

@@ -1,0 +1,199 @@
+/**
+ * @module HTTP to one upstream registry: a keep-alive undici Agent, the registry's auth challenge
+ * learned once and answered before each request, redirects to blob CDNs followed without our
+ * Authorization header, and transport failures turned into errors that name the registry.
+ */
+import type { Readable } from 'node:stream';
+import { Agent, type Dispatcher, request } from 'undici';
+import { RegistryError } from '../errors.js';
+import { type BearerChallenge, type Credentials, createTokenAuth, type TokenAuth } from './token-auth.js';
+import { parseWwwAuthenticate } from './www-authenticate.js';
+
+export interface RegistryClientOptions {
+  /** The registry's name in the config (docker.io); used in errors and logs. */
+  name: string;
+  /** Base URL, e.g. https://registry-1.docker.io (no trailing slash). */
+  url: string;
+  credentials: Credentials | undefined;
+  connectTimeout: number;
+  headersTimeout: number;
+  bodyTimeout: number;
+  maxRedirects: number;
+  /** Called once per token fetch (metrics, tests). */
+  onTokenFetch?: (scope: string) => void;
+}
+
+export interface UpstreamRequest {
+  method: 'GET' | 'HEAD';
+  /** Path below /v2/, e.g. `library/nginx/manifests/latest`. */
+  path: string;
+  query?: URLSearchParams;
+  headers?: Record<string, string>;
+  /** Repository the request is about: the token scope `repository:<repository>:pull`. */
+  repository: string;
+  signal?: AbortSignal;
+}
+
+export interface UpstreamResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Readable;
+}
+
+export interface RegistryClient {
+  readonly name: string;
+  send(req: UpstreamRequest): Promise<UpstreamResponse>;
+  close(): Promise<void>;
+}
+
+type AuthState = { scheme: 'none' } | { scheme: 'basic' } | ({ scheme: 'bearer' } & BearerChallenge);
+
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+
+export function createRegistryClient(options: RegistryClientOptions): RegistryClient {
+  const origin = new URL(options.url).origin;
+  const basePath = new URL(options.url).pathname.replace(/\/+$/, '');
+  const agent = new Agent({
+    connect: { timeout: options.connectTimeout },
+    keepAliveTimeout: 30_000, // 30s: reuse connections across a burst of pulls
+    keepAliveMaxTimeout: 600_000, // 10m
+    headersTimeout: options.headersTimeout,
+    bodyTimeout: options.bodyTimeout,
+  });
+  const tokens: TokenAuth = createTokenAuth({
+    registry: options.name,
+    dispatcher: agent,
+    credentials: options.credentials,
+    headersTimeout: options.headersTimeout,
+    bodyTimeout: options.bodyTimeout,
+    ...(options.onTokenFetch ? { onFetch: options.onTokenFetch } : {}),
+  });
+  // Learned from the first 401 and reused, so later requests authenticate up front (no 401 round trip).
+  let auth: AuthState | undefined;
+
+  async function authorization(state: AuthState | undefined, scope: string): Promise<string | undefined> {
+    if (state?.scheme === 'bearer') return `Bearer ${await tokens.token(state, scope)}`;
+    if (state?.scheme === 'basic' && options.credentials) {
+      const { username, password } = options.credentials;
+      return `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
+    }
+    return undefined;
+  }
+
+  async function send(req: UpstreamRequest): Promise<UpstreamResponse> {
+    const url = new URL(`${origin}${basePath}/v2/${req.path}`);
+    if (req.query) url.search = req.query.toString();
+    let scope = `repository:${req.repository}:pull`;
+    let response = await sendFollowingRedirects(req, url, await authorization(auth, scope));
+    if (response.status !== 401) return response;
+
+    const challenges = parseWwwAuthenticate(response.headers['www-authenticate']);
+    const bearer = challenges.find((c) => c.scheme === 'bearer' && c.params.realm);
+    const basic = challenges.find((c) => c.scheme === 'basic');
+    const previous = auth;
+    if (bearer?.params.realm) {
+      auth = { scheme: 'bearer', realm: bearer.params.realm, service: bearer.params.service };
+      scope = bearer.params.scope ?? scope;
+      // A token we already sent was refused: fetch a fresh one instead of the cached one.
+      if (previous?.scheme === 'bearer') tokens.forget(auth, scope);
+    } else if (basic && options.credentials && previous?.scheme !== 'basic') {
+      auth = { scheme: 'basic' };
+    } else {
+      return response; // nothing more we can offer: the client sees the registry's 401
+    }
+    await discard(response);
+    response = await sendFollowingRedirects(req, url, await authorization(auth, scope));
+    return response;
+  }
+
+  async function sendFollowingRedirects(
+    req: UpstreamRequest,
+    start: URL,
+    authorizationHeader: string | undefined,
+  ): Promise<UpstreamResponse> {
+    let url = start;
+    for (let hop = 0; ; hop++) {
+      const headers: Record<string, string> = { ...req.headers };
+      // Credentials and tokens are for the registry only, never for a CDN it redirects to.
+      if (authorizationHeader && url.origin === origin) headers.authorization = authorizationHeader;
+      const response = await dispatch(req, url, headers);
+      const location = response.headers.location;
+      if (!REDIRECT_STATUSES.has(response.status) || typeof location !== 'string') return response;
+      await discard(response);
+      if (hop >= options.maxRedirects) {
+        throw new RegistryError('UNAVAILABLE', 502, `${options.name} redirected too many times`, {
+          detail: { registry: options.name },
+        });
+      }
+      const next = new URL(location, url);
+      if (next.protocol !== 'https:' && next.protocol !== 'http:') {
+        throw new RegistryError(
+          'UNAVAILABLE',
+          502,
+          `${options.name} redirected to an unsupported URL scheme`,
+          {
+            detail: { registry: options.name },
+          },
+        );
+      }
+      url = next;
+    }
+  }
+
+  async function dispatch(req: UpstreamRequest, url: URL, headers: Record<string, string>) {
+    try {
+      const response = await request(url, {
+        method: req.method,
+        headers,
+        dispatcher: agent,
+        signal: req.signal,
+      });
+      return { status: response.statusCode, headers: response.headers, body: response.body };
+    } catch (error) {
+      throw transportError(options.name, error);
+    }
+  }
+
+  return {
+    name: options.name,
+    send,
+    close: () => agent.close(),
+  };
+}
+
+async function discard(response: UpstreamResponse): Promise<void> {
+  try {
+    await (response.body as Dispatcher.ResponseData['body']).dump({ limit: 1 << 20 });
+  } catch {
+    response.body.destroy();
+  }
+}
+
+const TIMEOUT_CODES = new Set([
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'ETIMEDOUT',
+]);
+
+/** A failure to talk to the upstream at all: 504 for timeouts, 502 otherwise; never with credentials. */
+export function transportError(registry: string, error: unknown): RegistryError {
+  if (error instanceof RegistryError) return error;
+  const code = (error as { code?: string }).code ?? (error as Error).name;
+  if (TIMEOUT_CODES.has(code)) {
+    return new RegistryError('TIMEOUT', 504, `upstream registry ${registry} did not answer in time`, {
+      detail: { registry, reason: code },
+      cause: error,
+    });
+  }
+  if ((error as Error).name === 'AbortError' || code === 'UND_ERR_ABORTED') {
+    return new RegistryError('UNAVAILABLE', 502, `request to upstream registry ${registry} was aborted`, {
+      detail: { registry, reason: code },
+      cause: error,
+    });
+  }
+  return new RegistryError('UNAVAILABLE', 502, `upstream registry ${registry} is unreachable`, {
+    detail: { registry, reason: code ?? 'unknown' },
+    cause: error,
+  });
+}

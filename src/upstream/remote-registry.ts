@@ -1,0 +1,258 @@
+/**
+ * @module One upstream registry seen as content: manifests (verified against their digest), blobs,
+ * tag lists and referrers. Upstream error answers become RegistryErrors with the upstream's status,
+ * OCI error body and rate-limit headers.
+ */
+import type { Readable } from 'node:stream';
+import {
+  MANIFEST_MAX_BYTES,
+  type Manifest,
+  type ManifestHead,
+  MEDIA_TYPES,
+  PASSED_ON_HEADERS,
+} from '../content.js';
+import { createDigester, parseDigest } from '../digest.js';
+import { RegistryError } from '../errors.js';
+import { BodyTooLargeError, readLimited } from './read-limited.js';
+import { type RegistryClient, transportError, type UpstreamResponse } from './registry-client.js';
+
+/** What we ask for when the client states no preference: every manifest type a runtime can use. */
+export const DEFAULT_MANIFEST_ACCEPT = [
+  MEDIA_TYPES.ociIndex,
+  MEDIA_TYPES.ociManifest,
+  MEDIA_TYPES.dockerList,
+  MEDIA_TYPES.dockerManifest,
+].join(', ');
+
+const ERROR_BODY_MAX_BYTES = 64 * 1024; // 64 KiB: an OCI error body is a few hundred bytes
+
+export interface Passed {
+  /** Upstream headers the client should see (rate limits). */
+  passed: Record<string, string>;
+}
+
+export interface BlobResponse extends Passed {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Readable;
+}
+
+export interface RawResponse extends Passed {
+  status: number;
+  contentType: string | undefined;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+export interface RemoteRegistry {
+  readonly name: string;
+  headManifest(
+    repository: string,
+    reference: string,
+    accept: string | undefined,
+  ): Promise<ManifestHead & Passed>;
+  getManifest(repository: string, reference: string, accept: string | undefined): Promise<Manifest & Passed>;
+  /** A blob or a range of it; `range` is the client's Range header, passed on as is. */
+  getBlob(
+    repository: string,
+    digest: string,
+    options?: { range?: string; head?: boolean; signal?: AbortSignal },
+  ): Promise<BlobResponse>;
+  tags(repository: string, query: URLSearchParams): Promise<RawResponse>;
+  referrers(repository: string, digest: string, query: URLSearchParams): Promise<RawResponse>;
+  close(): Promise<void>;
+}
+
+export function createRemoteRegistry(client: RegistryClient): RemoteRegistry {
+  const registry = client.name;
+
+  async function manifestRequest(
+    method: 'GET' | 'HEAD',
+    repository: string,
+    reference: string,
+    accept?: string,
+  ) {
+    const response = await client.send({
+      method,
+      path: `${repository}/manifests/${reference}`,
+      headers: { accept: accept || DEFAULT_MANIFEST_ACCEPT },
+      repository,
+    });
+    if (response.status !== 200) throw await upstreamError(registry, response, 'MANIFEST_UNKNOWN');
+    return response;
+  }
+
+  return {
+    name: registry,
+
+    async headManifest(repository, reference, accept) {
+      const response = await manifestRequest('HEAD', repository, reference, accept);
+      response.body.resume();
+      const digest = header(response, 'docker-content-digest');
+      const size = Number(header(response, 'content-length'));
+      const mediaType = header(response, 'content-type');
+      if (!digest || !mediaType || !Number.isSafeInteger(size)) {
+        // Some registries leave these out of HEAD answers; a GET tells us for sure.
+        const manifest = await this.getManifest(repository, reference, accept);
+        return {
+          mediaType: manifest.mediaType,
+          digest: manifest.digest,
+          size: manifest.size,
+          passed: manifest.passed,
+        };
+      }
+      if (reference.includes(':') && digest !== reference) {
+        throw invalidUpstream(registry, `answered digest ${digest} for ${reference}`);
+      }
+      return { mediaType, digest, size, passed: passedHeaders(response) };
+    },
+
+    async getManifest(repository, reference, accept) {
+      const response = await manifestRequest('GET', repository, reference, accept);
+      let bytes: Buffer;
+      try {
+        bytes = await readLimited(response.body, MANIFEST_MAX_BYTES);
+      } catch (error) {
+        if (error instanceof BodyTooLargeError) throw invalidUpstream(registry, 'sent a manifest over 4 MiB');
+        throw transportError(registry, error);
+      }
+      const mediaType = header(response, 'content-type') ?? mediaTypeOf(bytes);
+      const claimed = header(response, 'docker-content-digest');
+      // By digest: the bytes must hash to it. By tag: they must match what the registry claims, if it does.
+      const expected = reference.includes(':') ? reference : claimed;
+      const algorithm = expected ? parseDigest(expected).algorithm : 'sha256';
+      const digest = `${algorithm}:${createDigester(algorithm).update(bytes).digest('hex')}`;
+      if (expected && digest !== expected) {
+        throw invalidUpstream(registry, `sent a manifest whose digest is ${digest}, not ${expected}`);
+      }
+      return { mediaType, digest, size: bytes.length, bytes, passed: passedHeaders(response) };
+    },
+
+    async getBlob(repository, digest, options = {}) {
+      const headers: Record<string, string> = {};
+      if (options.range) headers.range = options.range;
+      const response = await client.send({
+        method: options.head ? 'HEAD' : 'GET',
+        path: `${repository}/blobs/${digest}`,
+        headers,
+        repository,
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      if (response.status !== 200 && response.status !== 206) {
+        throw await upstreamError(registry, response, 'BLOB_UNKNOWN');
+      }
+      return {
+        status: response.status,
+        headers: response.headers,
+        body: response.body,
+        passed: passedHeaders(response),
+      };
+    },
+
+    tags: (repository, query) =>
+      raw(client, { path: `${repository}/tags/list`, repository, query }, 'NAME_UNKNOWN'),
+
+    referrers: (repository, digest, query) =>
+      raw(client, { path: `${repository}/referrers/${digest}`, repository, query }, 'MANIFEST_UNKNOWN'),
+
+    close: () => client.close(),
+  };
+}
+
+async function raw(
+  client: RegistryClient,
+  req: { path: string; repository: string; query: URLSearchParams },
+  notFoundCode: string,
+): Promise<RawResponse> {
+  const response = await client.send({ method: 'GET', headers: { accept: 'application/json' }, ...req });
+  if (response.status !== 200) throw await upstreamError(client.name, response, notFoundCode);
+  let body: Buffer;
+  try {
+    body = await readLimited(response.body, MANIFEST_MAX_BYTES);
+  } catch (error) {
+    if (error instanceof BodyTooLargeError) throw invalidUpstream(client.name, 'sent a listing over 4 MiB');
+    throw transportError(client.name, error);
+  }
+  return {
+    status: response.status,
+    contentType: header(response, 'content-type'),
+    headers: response.headers,
+    body,
+    passed: passedHeaders(response),
+  };
+}
+
+function header(response: UpstreamResponse, name: string): string | undefined {
+  const value = response.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function passedHeaders(response: UpstreamResponse): Record<string, string> {
+  const passed: Record<string, string> = {};
+  for (const name of PASSED_ON_HEADERS) {
+    const value = header(response, name);
+    if (value !== undefined) passed[name] = value;
+  }
+  return passed;
+}
+
+function mediaTypeOf(bytes: Buffer): string {
+  try {
+    const parsed = JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown };
+    if (typeof parsed.mediaType === 'string') return parsed.mediaType;
+  } catch {
+    // not JSON: fall through
+  }
+  return 'application/octet-stream';
+}
+
+const STATUS_CODES: Record<number, string> = {
+  401: 'UNAUTHORIZED',
+  403: 'DENIED',
+  405: 'UNSUPPORTED',
+  429: 'TOOMANYREQUESTS',
+};
+
+/** An upstream's non-success answer, with its status and error body, as a RegistryError. */
+export async function upstreamError(
+  registry: string,
+  response: UpstreamResponse,
+  notFoundCode: string,
+): Promise<RegistryError> {
+  let upstreamErrors: { code: string; message: string; detail?: unknown }[] | undefined;
+  try {
+    const body = await readLimited(response.body, ERROR_BODY_MAX_BYTES);
+    const parsed = JSON.parse(body.toString('utf8')) as { errors?: unknown };
+    if (Array.isArray(parsed.errors)) {
+      upstreamErrors = parsed.errors
+        .filter(
+          (e): e is { code: string; message?: unknown; detail?: unknown } => typeof e?.code === 'string',
+        )
+        .map((e) => ({
+          code: e.code,
+          message: typeof e.message === 'string' ? e.message : e.code,
+          detail: e.detail,
+        }));
+    }
+  } catch {
+    response.body.destroy(); // not an OCI error body (an HTML error page, a HEAD answer): ours below
+  }
+  const status = response.status;
+  const code =
+    status === 404 ? notFoundCode : (STATUS_CODES[status] ?? (status >= 500 ? 'UNAVAILABLE' : 'UNKNOWN'));
+  const message =
+    status === 404
+      ? `not found at upstream registry ${registry}`
+      : `upstream registry ${registry} answered ${status}`;
+  return new RegistryError(code as RegistryError['code'], status, message, {
+    detail: { registry, status },
+    headers: passedHeaders(response),
+    ...(upstreamErrors && upstreamErrors.length > 0 ? { upstreamErrors } : {}),
+  });
+}
+
+function invalidUpstream(registry: string, what: string): RegistryError {
+  return new RegistryError('MANIFEST_INVALID', 502, `upstream registry ${registry} ${what}`, {
+    detail: { registry },
+  });
+}

@@ -1,0 +1,52 @@
+/** @module The upstream registries of the config, each client created on first use and kept for its pool. */
+import type { Config } from '../config.js';
+import { createRegistryClient } from './registry-client.js';
+import { createRemoteRegistry, type RemoteRegistry } from './remote-registry.js';
+
+export interface Upstreams {
+  /** The client of a configured registry (routing has already refused the others). */
+  get(registry: string): RemoteRegistry;
+  close(): Promise<void>;
+}
+
+export interface UpstreamHooks {
+  onTokenFetch?: (registry: string, scope: string) => void;
+}
+
+export function createUpstreams(
+  config: Pick<Config, 'registries' | 'upstream'>,
+  hooks: UpstreamHooks = {},
+): Upstreams {
+  const clients = new Map<string, RemoteRegistry>();
+  return {
+    get(registry) {
+      let remote = clients.get(registry);
+      if (!remote) {
+        const entry = config.registries[registry];
+        if (!entry) throw new Error(`registry ${registry} is not configured`); // routing refuses these first
+        const client = createRegistryClient({
+          name: registry,
+          url: entry.url,
+          credentials:
+            entry.username && entry.password
+              ? { username: entry.username, password: entry.password }
+              : undefined,
+          connectTimeout: config.upstream.connectTimeout,
+          headersTimeout: config.upstream.headersTimeout,
+          bodyTimeout: config.upstream.bodyTimeout,
+          maxRedirects: config.upstream.maxRedirects,
+          ...(hooks.onTokenFetch
+            ? { onTokenFetch: (scope: string) => hooks.onTokenFetch?.(registry, scope) }
+            : {}),
+        });
+        remote = createRemoteRegistry(client);
+        clients.set(registry, remote);
+      }
+      return remote;
+    },
+    async close() {
+      await Promise.all([...clients.values()].map((c) => c.close()));
+      clients.clear();
+    },
+  };
+}

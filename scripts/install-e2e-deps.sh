@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what the e2e suite (test/e2e) runs against: docker-registry (distribution 2.8), skopeo,
+# containerd + ctr, htpasswd, openssl and curl, from Debian's own archive. Idempotent: when every
+# binary is already on PATH it touches nothing. Meant for CI, as root (sudo is used when not root).
+set -euo pipefail
+
+binaries=(docker-registry skopeo containerd ctr htpasswd openssl curl)
+packages=(docker-registry skopeo containerd apache2-utils openssl curl)
+
+missing=()
+for bin in "${binaries[@]}"; do
+  command -v "$bin" >/dev/null 2>&1 || missing+=("$bin")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "e2e dependencies already present: ${binaries[*]}"
+  exit 0
+fi
+echo "missing: ${missing[*]}; installing ${packages[*]}"
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -q
+# Recommends add nothing the suite uses. Where systemd runs, the packages also start system
+# services (containerd, docker-registry on :5000); the suite ignores them and starts its own.
+"${sudo[@]}" apt-get install -y -q --no-install-recommends "${packages[@]}"
+
+for bin in "${binaries[@]}"; do
+  command -v "$bin" >/dev/null 2>&1 || { echo "still missing after install: $bin" >&2; exit 1; }
+done
+echo "e2e dependencies installed"

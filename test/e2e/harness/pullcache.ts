@@ -1,0 +1,94 @@
+/** @module The proxy under test, started as users start it: `node dist/cli.js serve` with a YAML config. */
+
+// dist/ comes from `npm run build`, which `npm run test:e2e` runs first.
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { freePort } from './ports.js';
+import { type ManagedProcess, startProcess, waitForHttp } from './process.js';
+import { makeTempDir, removeDir } from './temp-dir.js';
+
+const PROJECT_ROOT = resolve(import.meta.dirname, '..', '..', '..');
+const CLI = join(PROJECT_ROOT, 'dist', 'cli.js');
+
+export interface UpstreamConfig {
+  url: string;
+  username?: string;
+  password?: string;
+}
+
+export interface PullcacheOptions {
+  /** Registry name → upstream, e.g. `{ 'docker.io': { url: registry.url, username, password } }`. */
+  registries: Record<string, UpstreamConfig>;
+  defaultRegistry?: string;
+  /** More top-level YAML appended as is, for settings a test needs (TTLs, limits). */
+  extraYaml?: string;
+}
+
+export interface Pullcache {
+  url: string;
+  port: number;
+  /** host:port, as image references name it. */
+  host: string;
+  storageDir: string;
+  configFile: string;
+  process: ManagedProcess;
+  output(): string;
+  stop(): Promise<void>;
+}
+
+export async function startPullcache(options: PullcacheOptions): Promise<Pullcache> {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` before the e2e tests`);
+  const dir = await makeTempDir('pullcache');
+  const storageDir = join(dir, 'storage');
+  const port = await freePort();
+  const listen = `127.0.0.1:${port}`;
+  const configFile = join(dir, 'config.yaml');
+  await writeFile(configFile, configYaml(listen, storageDir, options));
+
+  const proc = startProcess(
+    'pullcache',
+    process.execPath,
+    [CLI, 'serve', '--config', configFile, '--listen', listen, '--storage', storageDir],
+    { cwd: PROJECT_ROOT, logFile: join(dir, 'pullcache.log') },
+  );
+  const url = `http://${listen}`;
+  try {
+    await waitForHttp(`${url}/v2/`, { process: proc, statuses: [200] });
+  } catch (error) {
+    await proc.stop();
+    await removeDir(dir);
+    throw error;
+  }
+  return {
+    url,
+    port,
+    host: listen,
+    storageDir,
+    configFile,
+    process: proc,
+    output: () => proc.output(),
+    async stop() {
+      await proc.stop();
+      await removeDir(dir);
+    },
+  };
+}
+
+/** JSON strings are valid YAML scalars, so every value goes through JSON.stringify. */
+function configYaml(listen: string, storageDir: string, options: PullcacheOptions): string {
+  const lines = [
+    `listen: ${JSON.stringify(listen)}`,
+    `storage: { path: ${JSON.stringify(storageDir)} }`,
+    `defaultRegistry: ${JSON.stringify(options.defaultRegistry ?? 'docker.io')}`,
+    'registries:',
+  ];
+  for (const [name, upstream] of Object.entries(options.registries)) {
+    const fields = Object.entries(upstream)
+      .filter(([, value]) => value !== undefined)
+      .map(([key, value]) => `${key}: ${JSON.stringify(value)}`);
+    lines.push(`  ${JSON.stringify(name)}: { ${fields.join(', ')} }`);
+  }
+  if (options.extraYaml) lines.push(options.extraYaml);
+  return `${lines.join('\n')}\n`;
+}

@@ -12,6 +12,7 @@ export interface AppDeps extends V2Deps {
 export function createApp(deps: AppDeps): Hono<Env> {
   const app = new Hono<Env>();
   const v2 = createV2Handler(deps);
+  app.get('/_pullcache/stats', (c) => c.json(deps.puller.stats()));
   // Matched on the raw path: the router sees `/v2/../x` already resolved to `/x`, which must be refused.
   app.all('*', (c) => {
     if (rawPath(c).startsWith('/v2')) return v2(c);

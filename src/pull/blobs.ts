@@ -1,8 +1,18 @@
-/** @module Blobs by digest, passed through from the upstream (the disk cache slots in here). */
-import { formatRangeHeader, parseContentRange, type RangeSpec } from '../byte-range.js';
+/**
+ * @module Blobs by digest: local first, forever. A miss starts one shared upstream download per
+ * digest, which every client (whole or Range) joins and streams from as bytes arrive; the verified
+ * blob is then served from disk.
+ */
+import type { Logger } from 'pino';
+import { parseContentRange, type RangeSpec, resolveRange } from '../byte-range.js';
+import type { DiskStore } from '../cache/disk-store.js';
+import type { ByteRange } from '../content.js';
+import { parseDigest } from '../digest.js';
 import { RegistryError } from '../errors.js';
 import type { Route } from '../routing.js';
 import type { Upstreams } from '../upstream/upstreams.js';
+import { BlobDownload, type UpstreamPart } from './blob-download.js';
+import { DownloadReader } from './download-reader.js';
 import type { BlobAnswer } from './types.js';
 
 export interface BlobOptions {
@@ -10,51 +20,123 @@ export interface BlobOptions {
   range: RangeSpec | null;
 }
 
-export function createBlobs(upstreams: Upstreams) {
+export interface BlobsDeps {
+  upstreams: Upstreams;
+  store: DiskStore;
+  logger: Logger;
+  /** Called when a download starts (metrics, tests). */
+  onDownload?: (download: BlobDownload, route: Route) => void;
+}
+
+export function createBlobs({ upstreams, store, logger, onDownload }: BlobsDeps) {
+  const inflight = new Map<string, BlobDownload>();
+
+  function startDownload(route: Route, digest: string): BlobDownload {
+    const remote = upstreams.get(route.registry);
+    const download = new BlobDownload({
+      digest: parseDigest(digest),
+      fetch: async (offset): Promise<UpstreamPart> => {
+        const response = await remote.getBlob(
+          route.repository,
+          digest,
+          offset > 0 ? { range: `bytes=${offset}-` } : {},
+        );
+        if (response.status === 206) {
+          const contentRange = parseContentRange(String(response.headers['content-range'] ?? ''));
+          if (!contentRange) {
+            response.body.destroy();
+            throw new RegistryError(
+              'UNAVAILABLE',
+              502,
+              `upstream registry ${route.registry} sent an invalid range`,
+            );
+          }
+          return { total: contentRange.size, startsAt: contentRange.range.start, stream: response.body };
+        }
+        const length = Number(response.headers['content-length']);
+        return { total: Number.isSafeInteger(length) ? length : null, startsAt: 0, stream: response.body };
+      },
+      createTemp: () => store.createBlobTemp(parseDigest(digest)),
+      commit: (temp) => store.commitBlob(temp, digest),
+      onCommitError: (error) => logger.error({ err: error, digest }, 'could not store a verified blob'),
+    });
+    inflight.set(digest, download);
+    onDownload?.(download, route);
+    download
+      .run()
+      .then(() => {
+        if (download.state === 'failed') {
+          const level =
+            download.error instanceof RegistryError && download.error.status < 500 ? 'debug' : 'warn';
+          logger[level](
+            { digest, registry: route.registry, error: download.error?.message },
+            'blob download failed',
+          );
+        }
+      })
+      .finally(() => inflight.delete(digest));
+    return download;
+  }
+
+  async function fromDownload(
+    download: BlobDownload,
+    digest: string,
+    options: BlobOptions,
+  ): Promise<BlobAnswer> {
+    await download.ready;
+    // Without a size from the upstream, ranges and lengths wait for the end of the download.
+    if (download.size === null) await download.finished;
+    const size = download.size!;
+    const range = options.range ? resolveRange(options.range, size) : null;
+    return {
+      digest,
+      size,
+      range,
+      stream: options.head ? null : new DownloadReader(download, range?.start ?? 0, range?.end ?? size - 1),
+      passed: {},
+      cache: 'miss',
+    };
+  }
+
   return {
     async blob(route: Route, digest: string, options: BlobOptions): Promise<BlobAnswer> {
-      const remote = upstreams.get(route.registry);
-      const response = await remote.getBlob(route.repository, digest, {
-        head: options.head,
-        ...(options.range ? { range: formatRangeHeader(options.range) } : {}),
-      });
-      if (options.head) response.body.resume();
-      const length = Number(response.headers['content-length']);
-      if (response.status === 206) {
-        const contentRange = parseContentRange(String(response.headers['content-range'] ?? ''));
-        if (!contentRange || contentRange.size === null) {
-          response.body.destroy();
+      const rangeOf = (size: number): ByteRange | null =>
+        options.range ? resolveRange(options.range, size) : null;
+      // In flight first, then disk, then in flight again: a download that commits while we look at
+      // the disk is found one way or the other, so it is never started twice.
+      const early = inflight.get(digest);
+      if (early) return fromDownload(early, digest, options);
+      if (options.head) {
+        const size = await store.statBlob(digest);
+        if (size !== null)
+          return { digest, size, range: rangeOf(size), stream: null, passed: {}, cache: 'hit' };
+      } else {
+        const cached = await store.openBlob(digest, rangeOf);
+        if (cached) return { digest, ...cached, passed: {}, cache: 'hit' };
+      }
+
+      const running = inflight.get(digest);
+      if (running) return fromDownload(running, digest, options);
+      if (options.head) {
+        // A HEAD alone does not start a download: ask the upstream (HEADs are cheap and not rate-limited).
+        const response = await upstreams
+          .get(route.registry)
+          .getBlob(route.repository, digest, { head: true });
+        response.body.resume();
+        const size = Number(response.headers['content-length']);
+        if (!Number.isSafeInteger(size)) {
           throw new RegistryError(
             'UNAVAILABLE',
             502,
-            `upstream registry ${route.registry} sent an invalid range`,
+            `upstream registry ${route.registry} sent no blob length`,
           );
         }
-        return {
-          digest,
-          size: contentRange.size,
-          range: contentRange.range,
-          stream: options.head ? null : response.body,
-          passed: response.passed,
-          cache: 'pass',
-        };
+        return { digest, size, range: rangeOf(size), stream: null, passed: response.passed, cache: 'miss' };
       }
-      if (!Number.isSafeInteger(length)) {
-        response.body.destroy();
-        throw new RegistryError(
-          'UNAVAILABLE',
-          502,
-          `upstream registry ${route.registry} sent no blob length`,
-        );
-      }
-      return {
-        digest,
-        size: length,
-        range: null,
-        stream: options.head ? null : response.body,
-        passed: response.passed,
-        cache: 'pass',
-      };
+      return fromDownload(startDownload(route, digest), digest, options);
     },
+
+    /** Downloads in progress, for stats and metrics. */
+    inflightCount: () => inflight.size,
   };
 }

@@ -1,11 +1,43 @@
 /** @module The pull-through layer: one object answering every pull the HTTP layer routes to it. */
+import type { Logger } from 'pino';
+import type { DiskStore } from '../cache/disk-store.js';
+import type { Config } from '../config.js';
 import type { Upstreams } from '../upstream/upstreams.js';
-import { createBlobs } from './blobs.js';
+import { type BlobsDeps, createBlobs } from './blobs.js';
 import { createListings } from './listings.js';
 import { createManifests } from './manifests.js';
 
-export function createPuller(upstreams: Upstreams) {
-  return { ...createManifests(upstreams), ...createBlobs(upstreams), ...createListings(upstreams) };
+export interface PullerDeps {
+  config: Pick<Config, 'cache'>;
+  upstreams: Upstreams;
+  store: DiskStore;
+  logger: Logger;
+  now?: () => number;
+  onDownload?: BlobsDeps['onDownload'];
+}
+
+export function createPuller(deps: PullerDeps) {
+  const { upstreams, store, logger } = deps;
+  const blobs = createBlobs({
+    upstreams,
+    store,
+    logger,
+    ...(deps.onDownload ? { onDownload: deps.onDownload } : {}),
+  });
+  const manifests = createManifests({
+    upstreams,
+    store,
+    logger,
+    tagTTL: deps.config.cache.tagTTL,
+    serveDeletedTags: deps.config.cache.serveDeletedTags,
+    ...(deps.now ? { now: deps.now } : {}),
+  });
+  return {
+    ...manifests,
+    ...blobs,
+    ...createListings(upstreams),
+    stats: () => ({ ...store.stats(), downloadsInFlight: blobs.inflightCount() }),
+  };
 }
 
 export type Puller = ReturnType<typeof createPuller>;

@@ -20,6 +20,7 @@ import { startProxy, type TestProxy } from '../support/proxy.js';
 describe('a Docker-Hub-like upstream (Bearer token realm, blob redirects to a CDN)', () => {
   const content = new RegistryContent();
   const image = content.addImage('library/demo', '1.0', Buffer.alloc(300_000, 7));
+  content.tag('library/demo', 'accept-test', image.manifest);
   const other = content.addImage('team/app', 'v2');
   const tokens = new TokenIssuer({
     expiresIn: 300,
@@ -110,10 +111,11 @@ describe('a Docker-Hub-like upstream (Bearer token realm, blob redirects to a CD
   });
 
   it('fetches a fresh token when the registry refuses a cached one', async () => {
-    await (await fetch(`${proxy.url}/v2/library/demo/manifests/1.0`)).arrayBuffer();
+    // Tag lists are never cached, so each one reaches the registry.
+    await (await fetch(`${proxy.url}/v2/library/demo/tags/list`)).arrayBuffer();
     const before = auth.count('GET', '/token');
     tokens.revokeAll();
-    const response = await fetch(`${proxy.url}/v2/library/demo/manifests/1.0`);
+    const response = await fetch(`${proxy.url}/v2/library/demo/tags/list`);
     expect(response.status).toBe(200);
     await response.arrayBuffer();
     expect(auth.count('GET', '/token') - before).toBe(1);
@@ -121,7 +123,7 @@ describe('a Docker-Hub-like upstream (Bearer token realm, blob redirects to a CD
 
   it('merges repeated Accept header lines into one upstream Accept header', async () => {
     const status = await new Promise<number>((resolve, reject) => {
-      const req = httpRequest(`${proxy.url}/v2/library/demo/manifests/1.0`, {
+      const req = httpRequest(`${proxy.url}/v2/library/demo/manifests/accept-test`, {
         method: 'HEAD',
         headers: {
           accept: [OCI_MANIFEST, 'application/vnd.docker.distribution.manifest.v2+json', OCI_MANIFEST],
@@ -135,7 +137,7 @@ describe('a Docker-Hub-like upstream (Bearer token realm, blob redirects to a CD
       req.end();
     });
     expect(status).toBe(200);
-    const seen = registry.requests.findLast((r) => r.method === 'HEAD' && r.path.endsWith('/manifests/1.0'))!;
+    const seen = registry.requests.findLast((r) => r.path.endsWith('/manifests/accept-test'))!;
     expect(seen.headers.accept).toBe(`${OCI_MANIFEST}, application/vnd.docker.distribution.manifest.v2+json`);
   });
 
@@ -195,15 +197,19 @@ describe('a Basic-auth upstream', () => {
   });
 
   it('sends the credentials after the Basic challenge and then up front', async () => {
+    const response = await fetch(`${proxy.url}/v2/registry.example.test/org/tool/manifests/latest`);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('docker-content-digest')).toBe(image.manifest);
+    await response.arrayBuffer();
     for (let i = 0; i < 3; i++) {
-      const response = await fetch(`${proxy.url}/v2/registry.example.test/org/tool/manifests/latest`);
-      expect(response.status).toBe(200);
-      expect(response.headers.get('docker-content-digest')).toBe(image.manifest);
-      await response.arrayBuffer();
+      const tags = await fetch(`${proxy.url}/v2/registry.example.test/org/tool/tags/list`);
+      expect(tags.status).toBe(200);
+      await tags.arrayBuffer();
     }
     // One challenge round trip, then credentials on every request.
     expect(registry.requests.filter((r) => r.headers.authorization === undefined)).toHaveLength(1);
-    expect(registry.count('GET', '/v2/org/tool/manifests/latest')).toBe(4);
+    expect(registry.count('GET', '/v2/org/tool/manifests/latest')).toBe(2);
+    expect(registry.count('GET', '/v2/org/tool/tags/list')).toBe(3);
   });
 });
 

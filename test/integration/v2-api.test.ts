@@ -12,7 +12,8 @@ import { startProxy, type TestProxy } from '../support/proxy.js';
 const hubContent = new RegistryContent();
 const hubImage = hubContent.addImage('library/nginx', '1.27');
 hubContent.addImage('user/app', 'v1');
-for (const tag of ['a', 'b', 'c', 'd', 'e']) hubContent.tag('library/nginx', tag, hubImage.manifest);
+for (const tag of ['a', 'b', 'c', 'd', 'e', 'r1', 'r2', 'r3', 'r4'])
+  hubContent.tag('library/nginx', tag, hubImage.manifest);
 const referrer = {
   mediaType: OCI_MANIFEST,
   digest: sha256('sig'),
@@ -26,6 +27,7 @@ hubContent.referrers.set(hubImage.manifest, [
 
 const quayContent = new RegistryContent();
 const quayImage = quayContent.addImage('coreos/flannel', 'v0.12.0-amd64');
+for (const tag of ['r1', 'r2']) quayContent.tag('coreos/flannel', tag, quayImage.manifest);
 
 let hub: LoopbackServer;
 let quay: LoopbackServer;
@@ -63,13 +65,14 @@ describe('GET /v2/', () => {
 });
 
 describe('routing', () => {
+  // Each row asks for its own tag, so that no row is answered from what an earlier one cached.
   it.each([
     [
       'short name → docker.io library/',
-      '/v2/nginx/manifests/1.27',
+      '/v2/nginx/manifests/r1',
       hubImage.manifest,
       'hub',
-      '/v2/library/nginx/manifests/1.27',
+      '/v2/library/nginx/manifests/r1',
     ],
     [
       'user repository → docker.io',
@@ -80,38 +83,38 @@ describe('routing', () => {
     ],
     [
       'docker.io path prefix',
-      '/v2/docker.io/nginx/manifests/1.27',
+      '/v2/docker.io/nginx/manifests/r2',
       hubImage.manifest,
       'hub',
-      '/v2/library/nginx/manifests/1.27',
+      '/v2/library/nginx/manifests/r2',
     ],
     [
       'index.docker.io prefix',
-      '/v2/index.docker.io/library/nginx/manifests/1.27',
+      '/v2/index.docker.io/library/nginx/manifests/r3',
       hubImage.manifest,
       'hub',
-      '/v2/library/nginx/manifests/1.27',
+      '/v2/library/nginx/manifests/r3',
     ],
     [
       'quay.io path prefix',
-      '/v2/quay.io/coreos/flannel/manifests/v0.12.0-amd64',
+      '/v2/quay.io/coreos/flannel/manifests/r1',
       quayImage.manifest,
       'quay',
-      '/v2/coreos/flannel/manifests/v0.12.0-amd64',
+      '/v2/coreos/flannel/manifests/r1',
     ],
     [
       '?ns=quay.io',
-      '/v2/coreos/flannel/manifests/v0.12.0-amd64?ns=quay.io',
+      '/v2/coreos/flannel/manifests/r2?ns=quay.io',
       quayImage.manifest,
       'quay',
-      '/v2/coreos/flannel/manifests/v0.12.0-amd64',
+      '/v2/coreos/flannel/manifests/r2',
     ],
     [
       '?ns=docker.io (containerd)',
-      '/v2/library/nginx/manifests/1.27?ns=docker.io',
+      '/v2/library/nginx/manifests/r4?ns=docker.io',
       hubImage.manifest,
       'hub',
-      '/v2/library/nginx/manifests/1.27',
+      '/v2/library/nginx/manifests/r4',
     ],
   ])('%s', async (_, path, digest, upstream, upstreamPath) => {
     const response = await fetch(`${proxy.url}${path}`);

@@ -1,0 +1,275 @@
+/**
+ * @module The on-disk content store: blobs and manifests content-addressed under `storage.path`,
+ * tag records beside them, an LRU index rebuilt from disk at start (last use = file mtime, so it
+ * survives restarts), and eviction down to `maxSize` that never touches content being served.
+ *
+ *   blobs/sha256/ab/abcdef…          blob bytes
+ *   manifests/sha256/ab/abcdef…      "<media type>\n" + manifest bytes
+ *   tags/<registry>/<repository>/_tags/<tag>.json   { digest, mediaType, size, fetchedAt }
+ *
+ * `_tags` cannot be a repository path component (those start with [a-z0-9]), so tag folders never
+ * collide with nested repositories. The disk is the truth; the index is for sizes and eviction, so
+ * several processes may share one folder.
+ */
+import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { ByteRange, Manifest } from '../content.js';
+import { DIGEST_ALGORITHMS, type Digest, parseDigest } from '../digest.js';
+import { LruIndex } from './lru-index.js';
+import { openPinnedRead } from './pinned-read.js';
+import { TEMP_PREFIX, TempFile } from './temp-file.js';
+
+export interface TagRecord {
+  digest: string;
+  mediaType: string;
+  size: number;
+  /** When the upstream last confirmed this tag (ms since epoch). */
+  fetchedAt: number;
+}
+
+export interface CacheStats {
+  bytes: number;
+  maxSize: number | null;
+  blobs: number;
+  manifests: number;
+  evictions: number;
+}
+
+export interface DiskStoreOptions {
+  root: string;
+  maxSize: number | null;
+  now?: () => number;
+  /** Called with each evicted key (`blob:sha256:…`, `manifest:sha256:…`). */
+  onEvict?: (key: string, size: number) => void;
+}
+
+// A temp file untouched this long belongs to a dead writer: active ones write continuously and
+// upstream body timeouts are shorter than this.
+const STALE_TEMP_MS = 10 * 60_000;
+// Persisting last use costs a syscall; once a minute per entry is plenty for LRU ordering.
+const TOUCH_INTERVAL_MS = 60_000;
+const READ_CHUNK_BYTES = 1024 * 1024; // 1 MiB reads: 3× the throughput of the 64 KiB default
+
+export type DiskStore = ReturnType<typeof createDiskStore>;
+
+export function createDiskStore(options: DiskStoreOptions) {
+  const { root } = options;
+  const now = options.now ?? Date.now;
+  const index = new LruIndex();
+  const touchedAt = new Map<string, number>();
+  let evictions = 0;
+
+  const contentPath = (kind: 'blobs' | 'manifests', digest: Digest) =>
+    join(root, kind, digest.algorithm, digest.hex.slice(0, 2), digest.hex);
+  const blobKey = (digest: string) => `blob:${digest}`;
+  const manifestKey = (digest: string) => `manifest:${digest}`;
+  const tagPath = (registry: string, repository: string, tag: string) =>
+    join(root, 'tags', registry, repository, '_tags', `${tag}.json`);
+
+  function used(key: string, path: string, size: number): void {
+    if (!index.has(key)) index.add(key, size);
+    else index.touch(key);
+    const last = touchedAt.get(key) ?? 0;
+    if (now() - last >= TOUCH_INTERVAL_MS) {
+      touchedAt.set(key, now());
+      const time = new Date(now());
+      utimes(path, time, time).catch(() => {});
+    }
+  }
+
+  function forget(key: string): void {
+    index.remove(key);
+    touchedAt.delete(key);
+  }
+
+  async function added(key: string, size: number): Promise<void> {
+    index.add(key, size);
+    touchedAt.set(key, now());
+    if (options.maxSize === null || index.totalBytes <= options.maxSize) return;
+    for (const victim of index.evictUntil(options.maxSize)) {
+      const [kind, digest] = [victim.slice(0, victim.indexOf(':')), victim.slice(victim.indexOf(':') + 1)];
+      const path = contentPath(kind === 'blob' ? 'blobs' : 'manifests', parseDigest(digest));
+      const size = (await stat(path).catch(() => null))?.size ?? 0;
+      await rm(path, { force: true });
+      touchedAt.delete(victim);
+      evictions++;
+      options.onEvict?.(victim, size);
+    }
+  }
+
+  return {
+    root,
+
+    /** Rebuilds the index from disk (oldest first) and removes crash leftovers; run before serving. */
+    async init(): Promise<void> {
+      const found: { key: string; size: number; mtime: number }[] = [];
+      for (const kind of ['blobs', 'manifests'] as const) {
+        for (const [algorithm, hexLength] of Object.entries(DIGEST_ALGORITHMS)) {
+          for await (const file of walk(join(root, kind, algorithm), 1)) {
+            const name = file.path.slice(file.path.lastIndexOf('/') + 1);
+            if (name.startsWith(TEMP_PREFIX)) {
+              if (now() - file.mtime > STALE_TEMP_MS) await rm(file.path, { force: true });
+              continue;
+            }
+            if (name.length !== hexLength || !/^[a-f0-9]+$/.test(name)) continue;
+            const key = `${kind === 'blobs' ? 'blob' : 'manifest'}:${algorithm}:${name}`;
+            found.push({ key, size: file.size, mtime: file.mtime });
+          }
+        }
+      }
+      for await (const file of walk(join(root, 'tags'), Number.POSITIVE_INFINITY)) {
+        const name = file.path.slice(file.path.lastIndexOf('/') + 1);
+        if (name.startsWith(TEMP_PREFIX) && now() - file.mtime > STALE_TEMP_MS)
+          await rm(file.path, { force: true });
+      }
+      found.sort((a, b) => a.mtime - b.mtime);
+      for (const entry of found) {
+        index.add(entry.key, entry.size);
+        touchedAt.set(entry.key, entry.mtime);
+      }
+      if (options.maxSize !== null && index.totalBytes > options.maxSize && found.length > 0) {
+        const newest = found[found.length - 1]!;
+        await added(newest.key, newest.size); // runs eviction
+      }
+    },
+
+    // --- blobs ---
+
+    blobPath: (digest: string) => contentPath('blobs', parseDigest(digest)),
+
+    async statBlob(digest: string): Promise<number | null> {
+      const path = contentPath('blobs', parseDigest(digest));
+      const info = await stat(path).catch(() => null);
+      if (!info) {
+        forget(blobKey(digest));
+        return null;
+      }
+      used(blobKey(digest), path, info.size);
+      return info.size;
+    },
+
+    /** The cached blob (or a range of it), pinned against eviction until the stream closes. */
+    async openBlob(
+      digest: string,
+      range: (size: number) => ByteRange | null,
+    ): Promise<{
+      size: number;
+      range: ByteRange | null;
+      stream: Readable;
+    } | null> {
+      const path = contentPath('blobs', parseDigest(digest));
+      const key = blobKey(digest);
+      const release = index.pin(key);
+      const opened = await openPinnedRead(path, range, READ_CHUNK_BYTES, release);
+      if (!opened) {
+        forget(key);
+        return null;
+      }
+      used(key, path, opened.size);
+      return opened;
+    },
+
+    /** A temp file for a blob download; `commitBlob` renames it into place once verified. */
+    createBlobTemp: (digest: Digest) => TempFile.create(contentPath('blobs', digest), digest),
+
+    async commitBlob(temp: TempFile, digest: string): Promise<void> {
+      await temp.commit();
+      await added(blobKey(digest), temp.size);
+    },
+
+    // --- manifests ---
+
+    async getManifest(digest: string): Promise<Manifest | null> {
+      const path = contentPath('manifests', parseDigest(digest));
+      const data = await readFile(path).catch(() => null);
+      if (!data) {
+        forget(manifestKey(digest));
+        return null;
+      }
+      const newline = data.indexOf(0x0a);
+      const bytes = data.subarray(newline + 1);
+      used(manifestKey(digest), path, data.length);
+      return { mediaType: data.subarray(0, newline).toString('utf8'), digest, size: bytes.length, bytes };
+    },
+
+    /** Stores a manifest under its digest, verified on the way like a blob. */
+    async putManifest(manifest: Manifest): Promise<void> {
+      const digest = parseDigest(manifest.digest);
+      if (/[\r\n]/.test(manifest.mediaType)) throw new Error('media type with a line break');
+      const header = Buffer.from(`${manifest.mediaType}\n`);
+      const temp = await TempFile.create(contentPath('manifests', digest), digest, header);
+      try {
+        await temp.write(manifest.bytes);
+        await temp.verify(manifest.bytes.length);
+      } catch (error) {
+        await temp.abort();
+        throw error;
+      }
+      await temp.commit();
+      await added(manifestKey(manifest.digest), manifest.bytes.length + manifest.mediaType.length + 1);
+    },
+
+    // --- tags ---
+
+    async getTag(registry: string, repository: string, tag: string): Promise<TagRecord | null> {
+      const text = await readFile(tagPath(registry, repository, tag), 'utf8').catch(() => null);
+      if (text === null) return null;
+      try {
+        const record = JSON.parse(text) as TagRecord;
+        parseDigest(record.digest);
+        return record;
+      } catch {
+        return null; // unreadable record: treat as absent, the next fetch rewrites it
+      }
+    },
+
+    async putTag(registry: string, repository: string, tag: string, record: TagRecord): Promise<void> {
+      await writeAtomically(tagPath(registry, repository, tag), JSON.stringify(record));
+    },
+
+    async deleteTag(registry: string, repository: string, tag: string): Promise<void> {
+      await rm(tagPath(registry, repository, tag), { force: true });
+    },
+
+    stats(): CacheStats {
+      return {
+        bytes: index.totalBytes,
+        maxSize: options.maxSize,
+        blobs: index.countWithPrefix('blob:'),
+        manifests: index.countWithPrefix('manifest:'),
+        evictions,
+      };
+    },
+  };
+}
+
+async function writeAtomically(path: string, text: string): Promise<void> {
+  const dir = path.slice(0, path.lastIndexOf('/'));
+  await mkdir(dir, { recursive: true });
+  const temp = join(dir, `${TEMP_PREFIX}${process.pid}-${Math.random().toString(36).slice(2)}`);
+  try {
+    await writeFile(temp, text);
+    await rename(temp, path);
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw error;
+  }
+}
+
+/** Files below `dir`, up to `depth` folders down; a missing folder yields nothing. */
+async function* walk(
+  dir: string,
+  depth: number,
+): AsyncGenerator<{ path: string; size: number; mtime: number }> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) {
+      if (depth > 0) yield* walk(path, depth - 1);
+    } else if (entry.isFile()) {
+      const info = await stat(path).catch(() => null);
+      if (info) yield { path, size: info.size, mtime: info.mtimeMs };
+    }
+  }
+}

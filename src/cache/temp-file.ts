@@ -1,0 +1,109 @@
+/**
+ * @module Verified atomic writes: bytes go to a temp file beside their final path, hashed as they are
+ * written, and are renamed into place only if size and digest match. Any failure removes the temp
+ * file, so readers of the final path never see a torn or unverified file — even across processes
+ * sharing one storage folder.
+ */
+import { randomBytes } from 'node:crypto';
+import { type FileHandle, mkdir, open, rename, rm } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createDigester, type Digest } from '../digest.js';
+
+/** Temp files start with this; anything so named and stale is a crash leftover. */
+export const TEMP_PREFIX = '.tmp-';
+
+export class VerificationError extends Error {
+  override name = 'VerificationError';
+}
+
+export class TempFile {
+  private readonly hash;
+  private written = 0;
+  private closed = false;
+
+  private constructor(
+    readonly path: string,
+    readonly finalPath: string,
+    private readonly handle: FileHandle,
+    private readonly digest: Digest,
+    /** Bytes before the content (a manifest's media type line): written, not hashed, not counted. */
+    readonly headerLength: number,
+  ) {
+    this.hash = createDigester(digest.algorithm);
+  }
+
+  /** A new temp file beside `finalPath`, named so that concurrent writers (and processes) never clash. */
+  static async create(finalPath: string, digest: Digest, header?: Uint8Array): Promise<TempFile> {
+    await mkdir(dirname(finalPath), { recursive: true });
+    const name = `${TEMP_PREFIX}${digest.hex.slice(0, 16)}-${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
+    const path = join(dirname(finalPath), name);
+    const handle = await open(path, 'wx', 0o644);
+    const file = new TempFile(path, finalPath, handle, digest, header?.length ?? 0);
+    if (header)
+      await file.writeAt(header, 0).catch(async (error) => {
+        await file.abort();
+        throw error;
+      });
+    return file;
+  }
+
+  get size(): number {
+    return this.written;
+  }
+
+  /** Appends bytes; they are readable from `path` once the promise resolves. */
+  async write(chunk: Uint8Array): Promise<void> {
+    await this.writeAt(chunk, this.headerLength + this.written);
+    this.hash.update(chunk);
+    this.written += chunk.length;
+  }
+
+  private async writeAt(chunk: Uint8Array, position: number): Promise<void> {
+    let offset = 0;
+    while (offset < chunk.length) {
+      const { bytesWritten } = await this.handle.write(
+        chunk,
+        offset,
+        chunk.length - offset,
+        position + offset,
+      );
+      offset += bytesWritten;
+    }
+  }
+
+  /** Checks size and digest; throws VerificationError (and removes the file) on mismatch. */
+  async verify(expectedSize: number | null): Promise<void> {
+    const actual = this.hash.copy().digest('hex');
+    if (actual !== this.digest.hex || (expectedSize !== null && this.written !== expectedSize)) {
+      await this.abort();
+      throw new VerificationError(
+        `content does not match ${this.digest.value}: got ${this.digest.algorithm}:${actual}, ${this.written} bytes`,
+      );
+    }
+  }
+
+  /** Flushes and renames into place; call after verify(). */
+  async commit(): Promise<void> {
+    try {
+      await this.handle.sync();
+      await this.close();
+      await rename(this.path, this.finalPath);
+    } catch (error) {
+      await this.abort();
+      throw error;
+    }
+  }
+
+  /** Removes the temp file; safe to call more than once. */
+  async abort(): Promise<void> {
+    await this.close().catch(() => {});
+    await rm(this.path, { force: true });
+  }
+
+  private async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.handle.close();
+  }
+}

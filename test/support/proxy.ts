@@ -4,20 +4,35 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { parseConfig } from '../../src/config.js';
-import { type RunningServer, startServer } from '../../src/server.js';
+import { type RunningServer, type ServerHooks, startServer } from '../../src/server.js';
 
 export interface TestProxy extends RunningServer {
   storage: string;
+  /** Stops the server but keeps the storage folder (to start another proxy on it). */
+  stop(): Promise<void>;
+}
+
+export interface ProxyOptions extends ServerHooks {
+  /** Reuse a storage folder (a restart); a fresh temp folder otherwise. */
+  storage?: string;
 }
 
 /** `config` is the YAML document as an object; listen and storage are filled in. */
-export async function startProxy(config: Record<string, unknown>): Promise<TestProxy> {
-  const storage = mkdtempSync(join(tmpdir(), 'pullcache-test-'));
-  const parsed = parseConfig({ listen: '127.0.0.1:0', storage: { path: storage }, ...config }, {});
-  const server = await startServer(parsed, pino({ level: 'silent' }));
+export async function startProxy(
+  config: Record<string, unknown>,
+  options: ProxyOptions = {},
+): Promise<TestProxy> {
+  const { storage = mkdtempSync(join(tmpdir(), 'pullcache-test-')), ...hooks } = options;
+  const { storage: storageConfig, ...rest } = config as { storage?: Record<string, unknown> };
+  const parsed = parseConfig(
+    { listen: '127.0.0.1:0', ...rest, storage: { ...storageConfig, path: storage } },
+    {},
+  );
+  const server = await startServer(parsed, pino({ level: 'silent' }), hooks);
   return {
     ...server,
     storage,
+    stop: () => server.close(),
     async close() {
       await server.close();
       rmSync(storage, { recursive: true, force: true });

@@ -1,0 +1,135 @@
+/**
+ * The content-store contract, run against every implementation (the disk store today; an object
+ * store later): verified writes, manifests with their media type, tag records, index rebuild.
+ */
+import { existsSync, mkdtempSync, readdirSync, rmSync, utimesSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { text } from 'node:stream/consumers';
+import { afterEach, describe, expect, it } from 'vitest';
+import { digestOf, parseDigest } from '../digest.js';
+import { createDiskStore, type DiskStore } from './disk-store.js';
+import { VerificationError } from './temp-file.js';
+
+const folders: string[] = [];
+afterEach(() => {
+  for (const folder of folders.splice(0)) rmSync(folder, { recursive: true, force: true });
+});
+
+function diskStore(maxSize: number | null = null, now?: () => number): DiskStore {
+  const root = mkdtempSync(join(tmpdir(), 'pullcache-store-'));
+  folders.push(root);
+  return createDiskStore({ root, maxSize, ...(now ? { now } : {}) });
+}
+
+async function putBlob(store: DiskStore, bytes: string): Promise<string> {
+  const digest = digestOf(Buffer.from(bytes));
+  const temp = await store.createBlobTemp(parseDigest(digest));
+  await temp.write(Buffer.from(bytes));
+  await temp.verify(bytes.length);
+  await store.commitBlob(temp, digest);
+  return digest;
+}
+
+const allFiles = (root: string) =>
+  readdirSync(root, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => e.name);
+
+describe.each([['disk store', diskStore]])('%s', (_, makeStore) => {
+  it('stores a verified blob and streams it back, whole or in part', async () => {
+    const store = makeStore();
+    await store.init();
+    const digest = await putBlob(store, 'hello blob');
+    expect(await store.statBlob(digest)).toBe(10);
+    const whole = await store.openBlob(digest, () => null);
+    expect(await text(whole!.stream)).toBe('hello blob');
+    const part = await store.openBlob(digest, () => ({ start: 6, end: 9 }));
+    expect(await text(part!.stream)).toBe('blob');
+    expect(await store.openBlob(digestOf(Buffer.from('other')), () => null)).toBeNull();
+  });
+
+  it('refuses bytes that do not match the digest and leaves no file behind', async () => {
+    const store = makeStore();
+    const digest = digestOf(Buffer.from('expected'));
+    const temp = await store.createBlobTemp(parseDigest(digest));
+    await temp.write(Buffer.from('tampered'));
+    await expect(temp.verify(8)).rejects.toBeInstanceOf(VerificationError);
+    expect(await store.statBlob(digest)).toBeNull();
+    expect(allFiles(store.root)).toEqual([]);
+  });
+
+  it('refuses the right bytes with the wrong size', async () => {
+    const store = makeStore();
+    const digest = digestOf(Buffer.from('sized'));
+    const temp = await store.createBlobTemp(parseDigest(digest));
+    await temp.write(Buffer.from('sized'));
+    await expect(temp.verify(6)).rejects.toBeInstanceOf(VerificationError);
+  });
+
+  it('keeps a manifest byte for byte with its media type, and refuses one that does not match its digest', async () => {
+    const store = makeStore();
+    const bytes = Buffer.from('{\n  "schemaVersion": 2\n}\n');
+    const manifest = {
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      digest: digestOf(bytes),
+      size: bytes.length,
+      bytes,
+    };
+    await store.putManifest(manifest);
+    const read = await store.getManifest(manifest.digest);
+    expect(read?.mediaType).toBe(manifest.mediaType);
+    expect(read?.bytes.equals(bytes)).toBe(true);
+    expect(read?.size).toBe(bytes.length);
+    await expect(store.putManifest({ ...manifest, digest: digestOf(Buffer.from('x')) })).rejects.toThrow();
+    expect(await store.getManifest(digestOf(Buffer.from('x')))).toBeNull();
+  });
+
+  it('keeps tag records per registry and repository, and deletes them', async () => {
+    const store = makeStore();
+    const record = { digest: digestOf(Buffer.from('m')), mediaType: 'x', size: 1, fetchedAt: 5 };
+    await store.putTag('docker.io', 'library/nginx', 'latest', record);
+    await store.putTag('quay.io', 'library/nginx', 'latest', { ...record, fetchedAt: 6 });
+    expect(await store.getTag('docker.io', 'library/nginx', 'latest')).toEqual(record);
+    expect((await store.getTag('quay.io', 'library/nginx', 'latest'))?.fetchedAt).toBe(6);
+    // A nested repository and a tag of its parent do not collide.
+    await store.putTag('docker.io', 'library/nginx/latest', 'x', record);
+    expect(await store.getTag('docker.io', 'library/nginx', 'latest')).toEqual(record);
+    await store.deleteTag('docker.io', 'library/nginx', 'latest');
+    expect(await store.getTag('docker.io', 'library/nginx', 'latest')).toBeNull();
+  });
+
+  it('rebuilds its index from disk in last-use order, so eviction survives a restart', async () => {
+    const first = makeStore();
+    const [a, b, c] = [
+      await putBlob(first, 'aaaa'),
+      await putBlob(first, 'bbbb'),
+      await putBlob(first, 'cccc'),
+    ];
+    const time = (digest: string, seconds: number) => {
+      const t = new Date(Date.parse('2026-01-01T00:00:00Z') + seconds * 1000);
+      utimesSync(first.blobPath(digest), t, t);
+    };
+    time(a, 30); // a used last
+    time(b, 10);
+    time(c, 20);
+    const second = createDiskStore({ root: first.root, maxSize: 8 });
+    await second.init();
+    expect(second.stats()).toMatchObject({ blobs: 2, bytes: 8, evictions: 1 });
+    expect(existsSync(first.blobPath(b))).toBe(false);
+    expect(existsSync(first.blobPath(a))).toBe(true);
+    expect(existsSync(first.blobPath(c))).toBe(true);
+  });
+
+  it('does not evict a blob while it is being read', async () => {
+    const store = makeStore(8);
+    const a = await putBlob(store, 'aaaa');
+    const reading = await store.openBlob(a, () => null);
+    await putBlob(store, 'bbbb');
+    const c = await putBlob(store, 'cccc'); // over the limit: the LRU entry is a, but it is pinned
+    expect(existsSync(store.blobPath(a))).toBe(true);
+    expect(await text(reading!.stream)).toBe('aaaa');
+    expect(existsSync(store.blobPath(c))).toBe(true);
+    expect(store.stats().bytes).toBeLessThanOrEqual(8);
+  });
+});

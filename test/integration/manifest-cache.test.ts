@@ -128,11 +128,11 @@ describe('manifests by tag', () => {
     ]);
   });
 
-  it.each([
+  it.each<[Failure, string]>([
     [503, 'a 5xx'],
     [429, 'a 429'],
     ['drop', 'a dropped connection'],
-  ] as const)('serves the cached digest when revalidation meets %s (stale-if-error)', async (mode) => {
+  ])('serves the cached digest when revalidation meets %s (%s, stale-if-error)', async (mode) => {
     content.tag('library/app', `stale-${mode}`, v1.manifest);
     await digestOf(await get(`/v2/app/manifests/stale-${mode}`));
     clock += TTL_MS + 1;

@@ -40,12 +40,23 @@ async function main(argv: string[]): Promise<number> {
       const logger = pino({ level: config.log.level, base: { service: 'pullcache' } });
       const server = await startServer(config, logger);
       const stop = async (signal: string) => {
-        logger.info({ signal }, 'shutting down');
-        await server.close();
+        logger.info({ signal, graceMs: config.limits.shutdownGrace }, 'shutting down');
+        await server.shutdown(config.limits.shutdownGrace);
+        logger.info('stopped');
         process.exit(0);
       };
       process.once('SIGTERM', () => void stop('SIGTERM'));
       process.once('SIGINT', () => void stop('SIGINT'));
+      process.on('SIGHUP', () => {
+        try {
+          server.reloadTls();
+        } catch (error) {
+          logger.error(
+            { error: (error as Error).message },
+            'TLS reload failed: keeping the current certificate',
+          );
+        }
+      });
       return -1; // keep running
     }
     case 'resolve': {

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { parseCidr } from './cidr.js';
 import { isValidDomain, normalizeRegistryHost } from './reference.js';
 import { parseDuration, parseSize } from './units.js';
 
@@ -40,6 +41,12 @@ const size = z.union([z.string(), z.number()]).transform((value, ctx) => {
 const hostPort = z
   .string()
   .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:/]*):\d{1,5}$/, 'expected HOST:PORT, e.g. 0.0.0.0:5000');
+
+const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+const cidr = z.string().refine((value) => parseCidr(value) !== null, {
+  message: 'expected a CIDR such as 10.0.0.0/8 or fd00::/8',
+});
 
 const registrySchema = z
   .strictObject({
@@ -85,7 +92,31 @@ const schema = z
       .refine((r) => Object.keys(r).length > 0, { message: 'at least one registry is needed' }),
     log: z
       .strictObject({
-        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+        // PULLCACHE_LOG_LEVEL in the environment wins (see loadConfig).
+        level: logLevel.default('info'),
+      })
+      .prefault({}),
+    // HTTPS when set; SIGHUP reloads the files (certificate rotation without a restart).
+    tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
+    // Client authentication for the proxy itself; absent: anyone who can connect may pull.
+    auth: z
+      .strictObject({
+        htpasswd: z.string().min(1).optional(), // a file of user:bcrypt-hash lines (htpasswd -B)
+        tokens: z.array(z.string().min(16, 'tokens must be at least 16 characters')).optional(),
+        realm: z.string().default('pullcache'),
+      })
+      .refine((a) => a.htpasswd !== undefined || (a.tokens?.length ?? 0) > 0, {
+        message: 'auth needs htpasswd and/or tokens',
+      })
+      .optional(),
+    // Client addresses allowed to connect (CIDRs); absent: all. Health endpoints are always open.
+    allowedClients: z.array(cidr).min(1).optional(),
+    limits: z
+      .strictObject({
+        maxHeaderSize: size.default(16 * 1024), // 16 KiB, Node's default: registry requests are small
+        downloadsPerRegistry: z.number().int().min(1).default(16), // concurrent blob downloads per upstream
+        manifestTimeout: duration.default(60_000), // 60s for a manifest or listing answer, all retries included
+        shutdownGrace: duration.default(30_000), // 30s for running transfers to finish on SIGTERM
       })
       .prefault({}),
   })
@@ -156,6 +187,12 @@ export function parseConfig(
     Object.entries(config.registries).map(([host, registry]) => [normalizeRegistryHost(host), registry]),
   );
   config.defaultRegistry = normalizeRegistryHost(config.defaultRegistry);
+  const level = logLevel.safeParse(env.PULLCACHE_LOG_LEVEL);
+  if (env.PULLCACHE_LOG_LEVEL !== undefined) {
+    if (!level.success)
+      throw new ConfigError(`PULLCACHE_LOG_LEVEL: expected one of ${logLevel.options.join(', ')}`);
+    config.log.level = level.data;
+  }
   if (overrides.listen !== undefined) config.listen = hostPort.parse(overrides.listen);
   if (overrides.storage !== undefined) config.storage.path = overrides.storage;
   return config;

@@ -1,24 +1,32 @@
-/** @module Wires config → upstreams → pull layer → HTTP app, and serves it on the configured address. */
+/**
+ * @module Wires config → store → upstreams → pull layer → HTTP app with metrics, serves it over HTTP
+ * or HTTPS on the configured address, and shuts it down gracefully.
+ */
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { serve } from '@hono/node-server';
 import type { Logger } from 'pino';
 import { createDiskStore } from './cache/disk-store.js';
-import type { Config } from './config.js';
+import { type Config, ConfigError } from './config.js';
 import { createApp } from './http/app.js';
+import { createMetrics } from './metrics.js';
 import { createPuller, type PullerDeps } from './pull/puller.js';
 import { createUpstreams } from './upstream/upstreams.js';
 
 export interface RunningServer {
   /** Base URL, e.g. http://127.0.0.1:5000 */
   url: string;
+  /** Re-reads the TLS certificate and key (SIGHUP); a no-op without TLS. */
+  reloadTls(): void;
+  /**
+   * Stops accepting connections, lets running transfers finish for up to `graceMs`, then closes
+   * what is left and aborts unfinished downloads (their temp files are removed, nothing is stored).
+   */
+  shutdown(graceMs: number): Promise<void>;
+  /** Shutdown without grace. */
   close(): Promise<void>;
-}
-
-export function splitHostPort(listen: string): { host: string; port: number } {
-  const colon = listen.lastIndexOf(':');
-  const host = listen.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
-  return { host: host === '' ? '0.0.0.0' : host, port: Number(listen.slice(colon + 1)) };
 }
 
 export interface ServerHooks {
@@ -27,34 +35,108 @@ export interface ServerHooks {
   onDownload?: PullerDeps['onDownload'];
 }
 
+export function splitHostPort(listen: string): { host: string; port: number } {
+  const colon = listen.lastIndexOf(':');
+  const host = listen.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+  return { host: host === '' ? '0.0.0.0' : host, port: Number(listen.slice(colon + 1)) };
+}
+
+function readTls(tls: NonNullable<Config['tls']>): { cert: Buffer; key: Buffer } {
+  try {
+    return { cert: readFileSync(tls.cert), key: readFileSync(tls.key) };
+  } catch (error) {
+    throw new ConfigError(`tls: cannot read certificate or key: ${(error as Error).message}`);
+  }
+}
+
 export async function startServer(
   config: Config,
   logger: Logger,
   hooks: ServerHooks = {},
 ): Promise<RunningServer> {
+  const metrics = createMetrics();
   const store = createDiskStore({
     root: resolve(config.storage.path),
     maxSize: config.storage.maxSize,
     ...(hooks.now ? { now: hooks.now } : {}),
-    onEvict: (key, size) => logger.debug({ key, size }, 'evicted'),
+    onEvict: (key, size) => {
+      metrics.evictions.inc();
+      logger.debug({ key, size }, 'evicted');
+    },
   });
   await store.init();
-  const upstreams = createUpstreams(config);
-  const puller = createPuller({ config, upstreams, store, logger, ...hooks });
-  const app = createApp({ config, puller, logger });
+  const upstreams = createUpstreams(config, {
+    onTokenFetch: (registry) => metrics.tokenFetches.inc({ registry }),
+    onResponse: (registry, status, seconds) =>
+      metrics.upstreamDuration.observe({ registry, status: String(status) }, seconds),
+    onError: (registry, reason) => metrics.upstreamErrors.inc({ registry, reason }),
+  });
+  const puller = createPuller({
+    config,
+    upstreams,
+    store,
+    logger,
+    events: { fetched: (registry, bytes) => metrics.fetchedBytes.inc({ registry }, bytes) },
+    ...hooks,
+  });
+  metrics.observe({ cacheStats: () => store.stats(), downloadsInFlight: () => puller.inflightCount() });
+  const app = createApp({
+    config,
+    puller,
+    logger,
+    metrics,
+    probeStorage: () => store.probeWritable(),
+  });
+
   const { host, port } = splitHostPort(config.listen);
+  const tls = config.tls ? readTls(config.tls) : null;
   const server = await new Promise<ReturnType<typeof serve>>((done, fail) => {
-    const s = serve({ fetch: app.fetch, hostname: host, port }, () => done(s));
+    const options = tls
+      ? {
+          createServer: createHttpsServer,
+          serverOptions: { ...tls, maxHeaderSize: config.limits.maxHeaderSize },
+        }
+      : { serverOptions: { maxHeaderSize: config.limits.maxHeaderSize } };
+    const s = serve({ fetch: app.fetch, hostname: host, port, ...options }, () => done(s));
     s.once('error', fail);
   });
   const address = server.address() as AddressInfo;
-  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  const scheme = tls ? 'https' : 'http';
+  const url = `${scheme}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
   logger.info({ address: url, registries: Object.keys(config.registries) }, 'listening');
+
+  let stopping: Promise<void> | null = null;
+  async function shutdown(graceMs: number): Promise<void> {
+    const http = server as import('node:http').Server;
+    const closed = new Promise<void>((done) => http.close(() => done()));
+    // Connections finishing a transfer become idle later: keep closing idle ones until all are gone.
+    const idle = setInterval(() => http.closeIdleConnections(), 100);
+    const deadline = setTimeout(() => {
+      logger.warn({ graceMs }, 'shutdown grace period over: closing remaining connections');
+      http.closeAllConnections();
+    }, graceMs);
+    http.closeIdleConnections();
+    await closed;
+    clearInterval(idle);
+    clearTimeout(deadline);
+    await puller.abortDownloads(new Error('pullcache is shutting down'));
+    await upstreams.close();
+  }
+
   return {
     url,
-    async close() {
-      await new Promise<void>((done) => server.close(() => done()));
-      await upstreams.close();
+    reloadTls() {
+      if (!config.tls) return;
+      (server as HttpsServer).setSecureContext(readTls(config.tls));
+      logger.info('TLS certificate reloaded');
+    },
+    shutdown(graceMs) {
+      stopping ??= shutdown(graceMs);
+      return stopping;
+    },
+    close() {
+      stopping ??= shutdown(0);
+      return stopping;
     },
   };
 }

@@ -232,6 +232,12 @@ export function createDiskStore(options: DiskStoreOptions) {
       await rm(tagPath(registry, repository, tag), { force: true });
     },
 
+    /** Throws unless the storage folder accepts writes (readiness). */
+    async probeWritable(): Promise<void> {
+      await writeAtomically(join(root, `${TEMP_PREFIX}ready-${process.pid}`), 'ok');
+      await rm(join(root, `${TEMP_PREFIX}ready-${process.pid}`), { force: true });
+    },
+
     stats(): CacheStats {
       return {
         bytes: index.totalBytes,

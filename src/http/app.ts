@@ -1,18 +1,48 @@
-/** @module The hono app: the /v2 API behind one error boundary that writes OCI error bodies. */
+/**
+ * @module The hono app: the /v2 API, health and metrics endpoints, the request log, and one error
+ * boundary that writes OCI error bodies.
+ */
 import { Hono } from 'hono';
 import type { Logger } from 'pino';
+import type { Config } from '../config.js';
 import { RegistryError } from '../errors.js';
-import { type Env, rawPath } from './send.js';
+import type { Metrics } from '../metrics.js';
+import { clientAccess } from './client-access.js';
+import type { Env } from './env.js';
+import { requestLog } from './request-log.js';
+import { rawPath } from './send.js';
 import { API_VERSION_HEADER, createV2Handler, type V2Deps } from './v2-routes.js';
 
 export interface AppDeps extends V2Deps {
+  config: V2Deps['config'] & Pick<Config, 'auth' | 'allowedClients'>;
   logger: Logger;
+  metrics: Metrics;
+  /** Throws when the cache cannot take writes (readiness). */
+  probeStorage(): Promise<void>;
 }
 
 export function createApp(deps: AppDeps): Hono<Env> {
   const app = new Hono<Env>();
   const v2 = createV2Handler(deps);
+  app.use('*', requestLog(deps.logger, deps.metrics));
+  const access = clientAccess(deps.config);
+  if (access) app.use('*', access);
+
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.get('/readyz', async (c) => {
+    try {
+      await deps.probeStorage();
+      return c.json({ status: 'ready' });
+    } catch (error) {
+      deps.logger.warn({ error: (error as Error).message }, 'storage is not writable');
+      return c.json({ status: 'not ready', reason: 'storage is not writable' }, 503);
+    }
+  });
+  app.get('/metrics', async (c) =>
+    c.body(await deps.metrics.registry.metrics(), 200, { 'content-type': deps.metrics.registry.contentType }),
+  );
   app.get('/_pullcache/stats', (c) => c.json(deps.puller.stats()));
+
   // Matched on the raw path: the router sees `/v2/../x` already resolved to `/x`, which must be refused.
   app.all('*', (c) => {
     if (rawPath(c).startsWith('/v2')) return v2(c);
@@ -23,13 +53,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const known = error instanceof RegistryError;
     const failure = known
       ? error
-      : new RegistryError('UNKNOWN', 500, 'internal error', { detail: { requestPath: c.req.path } });
-    if (!known) deps.logger.error({ err: error, path: c.req.path }, 'unhandled error');
-    else if (failure.status >= 500)
-      deps.logger.warn(
-        { code: failure.code, msg: failure.message, detail: failure.detail },
-        'upstream failure',
-      );
+      : new RegistryError('UNKNOWN', 500, 'internal error', { detail: { requestId: c.get('requestId') } });
+    if (!known) deps.logger.error({ err: error, reqId: c.get('requestId') }, 'unhandled error');
+    c.set('error', failure);
     const headers = { ...API_VERSION_HEADER, ...failure.headers };
     if (c.req.method === 'HEAD') return c.body(null, failure.status as 400, headers);
     return c.json(failure.toBody(), failure.status as 400, headers);

@@ -5,11 +5,9 @@
  */
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Context } from 'hono';
-
-export type Env = { Bindings: HttpBindings };
+import type { Env } from './env.js';
 
 export function sendStream(
   c: Context<Env>,
@@ -22,7 +20,7 @@ export function sendStream(
     // In-process requests (app.request in unit tests) have no Node response to write to.
     return new Response(stream ? (Readable.toWeb(stream) as ReadableStream) : null, { status, headers });
   }
-  outgoing.writeHead(status, headers);
+  outgoing.writeHead(status, { ...headers, 'x-request-id': c.get('requestId') ?? '' });
   if (!stream) {
     outgoing.end();
     return RESPONSE_ALREADY_SENT;

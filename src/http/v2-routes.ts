@@ -12,13 +12,14 @@ import type { BlobAnswer, ListingAnswer } from '../pull/types.js';
 import { assertTag } from '../reference.js';
 import { type Route, resolveRoute } from '../routing.js';
 import { mergeAccept } from './accept.js';
-import { type Env, headerValues, rawPath, sendStream } from './send.js';
+import type { Env, PullInfo } from './env.js';
+import { headerValues, rawPath, sendStream } from './send.js';
 import { parseV2Path } from './v2-path.js';
 
 export const API_VERSION_HEADER = { 'docker-distribution-api-version': 'registry/2.0' };
 
 export interface V2Deps {
-  config: Pick<Config, 'registries' | 'defaultRegistry'>;
+  config: Pick<Config, 'registries' | 'defaultRegistry' | 'limits'>;
   puller: Puller;
 }
 
@@ -27,6 +28,8 @@ export function createV2Handler({ config, puller }: V2Deps) {
   return async function v2Handler(c: Context<Env>): Promise<Response> {
     const endpoint = parseV2Path(rawPath(c));
     if (!endpoint) throw notFound();
+    const info: PullInfo = { endpoint: endpoint.kind };
+    c.set('pull', info);
     const method = c.req.method;
     const head = method === 'HEAD';
     if (endpoint.kind === 'upload') throw unsupported('pushing is not supported by this pull-through cache');
@@ -42,17 +45,24 @@ export function createV2Handler({ config, puller }: V2Deps) {
     const base: Record<string, string> = { ...API_VERSION_HEADER };
     // containerd's namespace proposal: say which registry answered a `?ns=` request.
     if (route.via === 'ns') base['oci-namespace'] = route.registry;
-    c.set('route' as never, route as never);
+    info.registry = route.registry;
+    info.repository = route.repository;
 
     switch (endpoint.kind) {
       case 'manifest': {
         const reference = endpoint.reference;
+        info.reference = reference;
         if (reference.includes(':')) parseDigest(reference);
         else assertTag(reference);
-        const answer = await puller.manifest(route, reference, {
-          head,
-          accept: mergeAccept(headerValues(c, 'accept')),
-        });
+        const answer = await within(
+          config.limits.manifestTimeout,
+          route,
+          puller.manifest(route, reference, {
+            head,
+            accept: mergeAccept(headerValues(c, 'accept')),
+          }),
+        );
+        info.cache = answer.cache;
         const headers = {
           ...base,
           ...answer.passed,
@@ -64,9 +74,11 @@ export function createV2Handler({ config, puller }: V2Deps) {
         return head ? c.body(null, 200, headers) : c.body(new Uint8Array(answer.bytes!), 200, headers);
       }
       case 'blob': {
+        info.reference = endpoint.digest;
         parseDigest(endpoint.digest);
         const range = parseRangeHeader(c.req.header('range'));
         const answer = await puller.blob(route, endpoint.digest, { head, range });
+        info.cache = answer.cache;
         return sendStream(c, answer.range ? 206 : 200, { ...base, ...blobHeaders(answer) }, answer.stream);
       }
       case 'tags': {
@@ -77,12 +89,16 @@ export function createV2Handler({ config, puller }: V2Deps) {
         }
         const last = query.get('last');
         if (last !== null && last !== '') assertTag(last);
-        const answer = await puller.tags(route, query);
+        const answer = await within(config.limits.manifestTimeout, route, puller.tags(route, query));
         return listing(c, answer, base, `/v2/${endpoint.name}/tags/list`, route, head);
       }
       case 'referrers': {
         parseDigest(endpoint.digest);
-        const answer = await puller.referrers(route, endpoint.digest, listingQuery(c, ['artifactType']));
+        const answer = await within(
+          config.limits.manifestTimeout,
+          route,
+          puller.referrers(route, endpoint.digest, listingQuery(c, ['artifactType'])),
+        );
         return listing(c, answer, base, `/v2/${endpoint.name}/referrers/${endpoint.digest}`, route, head);
       }
     }
@@ -136,6 +152,31 @@ function listing(
     headers.link = `<${selfPath}?${query}>; rel="next"`;
   }
   return head ? c.body(null, 200, headers) : c.body(new Uint8Array(answer.body), 200, headers);
+}
+
+/**
+ * Answers 504 if `work` takes longer than `ms`. The work itself goes on: a manifest that arrives late
+ * still fills the cache for the client's retry.
+ */
+async function within<T>(ms: number, route: Route, work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new RegistryError('TIMEOUT', 504, `upstream registry ${route.registry} did not answer in time`, {
+            detail: { registry: route.registry, timeoutMs: ms },
+          }),
+        ),
+      ms,
+    );
+  });
+  work.catch(() => {}); // a late failure after the timeout has nobody to tell
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function notFound(): RegistryError {

@@ -27,8 +27,12 @@ export interface DownloadDeps {
   createTemp(): Promise<TempFile>;
   commit(temp: TempFile): Promise<void>;
   onCommitError?: (error: unknown) => void;
+  /** Called with each chunk's size as it arrives from the upstream (metrics). */
+  onBytes?: (bytes: number) => void;
   /** How many times a broken upstream connection is resumed before giving up. */
   maxResumes?: number;
+  /** Waits for a download slot of the registry; returns its release. */
+  acquireSlot?: () => Promise<() => void>;
 }
 
 const DEFAULT_MAX_RESUMES = 3;
@@ -54,6 +58,8 @@ export class BlobDownload extends EventEmitter {
   /** Upstream requests made (1 + resumes), for tests and metrics. */
   attempts = 0;
 
+  private current: Readable | null = null;
+  private aborted: Error | null = null;
   private markReady!: () => void;
   private failReady!: (error: Error) => void;
   private markFinished!: () => void;
@@ -76,20 +82,31 @@ export class BlobDownload extends EventEmitter {
     this.finished.catch(() => {});
   }
 
+  /** Stops the download (shutdown): readers fail, the temp file is removed, nothing is stored. */
+  abort(reason: Error): void {
+    if (this.state !== 'running') return;
+    this.aborted = reason;
+    this.current?.destroy(reason);
+  }
+
   /** Runs the download to the end; never throws (failures are in `state`/`error`). */
   async run(): Promise<void> {
     let temp: TempFile | undefined;
+    const release = await this.deps.acquireSlot?.();
     try {
       temp = await this.deps.createTemp();
       this.tempPath = temp.path;
       this.finalPath = temp.finalPath;
       await this.transfer(temp);
+      if (this.aborted) throw this.aborted;
       await temp.verify(this.size);
     } catch (error) {
+      release?.();
       await temp?.abort();
-      this.fail(error as Error);
+      this.fail(this.aborted ?? (error as Error));
       return;
     }
+    release?.();
     this.size = temp.size;
     this.available = temp.size;
     this.state = 'verified';
@@ -107,6 +124,7 @@ export class BlobDownload extends EventEmitter {
   private async transfer(temp: TempFile): Promise<void> {
     const maxResumes = this.deps.maxResumes ?? DEFAULT_MAX_RESUMES;
     for (let resumes = 0; ; resumes++) {
+      if (this.aborted) throw this.aborted;
       let part: UpstreamPart;
       this.attempts++;
       try {
@@ -129,7 +147,7 @@ export class BlobDownload extends EventEmitter {
         if (this.size === null || temp.size >= this.size) return;
         // Ended cleanly but short: resume like a broken connection.
       } catch (error) {
-        if (error instanceof RegistryError || resumes >= maxResumes) throw error;
+        if (this.aborted || error instanceof RegistryError || resumes >= maxResumes) throw error;
       }
       if (resumes >= maxResumes) throw upstreamBroken(`connection broke ${resumes + 1} times`);
       await sleep(RESUME_BACKOFF_MS * (resumes + 1));
@@ -137,6 +155,11 @@ export class BlobDownload extends EventEmitter {
   }
 
   private async copy(part: UpstreamPart, temp: TempFile): Promise<void> {
+    this.current = part.stream;
+    if (this.aborted) {
+      part.stream.destroy();
+      throw this.aborted;
+    }
     // An upstream that ignores our Range resends from byte 0: skip what we already have.
     let skip = temp.size - part.startsAt;
     if (skip < 0) {
@@ -156,6 +179,7 @@ export class BlobDownload extends EventEmitter {
         throw upstreamBroken(`sent more than the ${this.size} bytes it announced`);
       }
       await temp.write(chunk);
+      this.deps.onBytes?.(chunk.length);
       this.available = temp.size;
       this.emit('change');
     }

@@ -13,7 +13,8 @@ import type { Route } from '../routing.js';
 import type { Upstreams } from '../upstream/upstreams.js';
 import { BlobDownload, type UpstreamPart } from './blob-download.js';
 import { DownloadReader } from './download-reader.js';
-import type { BlobAnswer } from './types.js';
+import { createLimiter } from './limiter.js';
+import type { BlobAnswer, PullEvents } from './types.js';
 
 export interface BlobOptions {
   head: boolean;
@@ -24,12 +25,28 @@ export interface BlobsDeps {
   upstreams: Upstreams;
   store: DiskStore;
   logger: Logger;
-  /** Called when a download starts (metrics, tests). */
+  /** Called when a download starts (tests). */
   onDownload?: (download: BlobDownload, route: Route) => void;
+  events?: PullEvents;
+  /** Concurrent upstream downloads per registry; more wait for a slot. */
+  downloadsPerRegistry?: number;
 }
 
-export function createBlobs({ upstreams, store, logger, onDownload }: BlobsDeps) {
+export function createBlobs({
+  upstreams,
+  store,
+  logger,
+  onDownload,
+  events,
+  downloadsPerRegistry,
+}: BlobsDeps) {
   const inflight = new Map<string, BlobDownload>();
+  const limiters = new Map<string, ReturnType<typeof createLimiter>>();
+  const limiterOf = (registry: string) => {
+    const limiter = limiters.get(registry) ?? createLimiter(downloadsPerRegistry ?? Number.POSITIVE_INFINITY);
+    limiters.set(registry, limiter);
+    return limiter;
+  };
 
   function startDownload(route: Route, digest: string): BlobDownload {
     const remote = upstreams.get(route.registry);
@@ -59,6 +76,8 @@ export function createBlobs({ upstreams, store, logger, onDownload }: BlobsDeps)
       createTemp: () => store.createBlobTemp(parseDigest(digest)),
       commit: (temp) => store.commitBlob(temp, digest),
       onCommitError: (error) => logger.error({ err: error, digest }, 'could not store a verified blob'),
+      onBytes: (bytes) => events?.fetched(route.registry, bytes),
+      acquireSlot: () => limiterOf(route.registry).acquire(),
     });
     inflight.set(digest, download);
     onDownload?.(download, route);
@@ -138,5 +157,12 @@ export function createBlobs({ upstreams, store, logger, onDownload }: BlobsDeps)
 
     /** Downloads in progress, for stats and metrics. */
     inflightCount: () => inflight.size,
+
+    /** Aborts every download (shutdown) and waits until their temp files are gone. */
+    async abortDownloads(reason: Error): Promise<void> {
+      const running = [...inflight.values()];
+      for (const download of running) download.abort(reason);
+      await Promise.all(running.map((d) => d.finished.catch(() => {})));
+    },
   };
 }

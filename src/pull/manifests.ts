@@ -12,7 +12,7 @@ import { RegistryError } from '../errors.js';
 import type { Route } from '../routing.js';
 import type { Upstreams } from '../upstream/upstreams.js';
 import { createSingleFlight } from './single-flight.js';
-import type { CacheOutcome, ManifestAnswer } from './types.js';
+import type { CacheOutcome, ManifestAnswer, PullEvents } from './types.js';
 
 export interface ManifestOptions {
   head: boolean;
@@ -27,6 +27,7 @@ export interface ManifestsDeps {
   /** Keep serving a cached tag that the upstream says no longer exists. */
   serveDeletedTags: boolean;
   now?: () => number;
+  events?: PullEvents;
 }
 
 export function createManifests(deps: ManifestsDeps) {
@@ -43,6 +44,7 @@ export function createManifests(deps: ManifestsDeps) {
   function fetchByDigest(route: Route, digest: string, accept: string | undefined) {
     return shareManifest(`${route.registry}/${route.repository}@${digest}`, async () => {
       const manifest = await upstreams.get(route.registry).getManifest(route.repository, digest, accept);
+      deps.events?.fetched(route.registry, manifest.size);
       await store.putManifest(manifest);
       return manifest;
     });
@@ -55,6 +57,7 @@ export function createManifests(deps: ManifestsDeps) {
       // Nothing usable cached: one GET by tag, stored under its digest (and as the tag if new).
       return shareTag(`${registry}/${repository}:${tag} ${accept ?? ''}`, async () => {
         const manifest = await upstreams.get(registry).getManifest(repository, tag, accept);
+        deps.events?.fetched(registry, manifest.size);
         await store.putManifest(manifest);
         if (!record) await store.putTag(registry, repository, tag, recordOf(manifest, now()));
         return { manifest, passed: manifest.passed, cache: 'miss' as const };

@@ -6,23 +6,27 @@ import type { Upstreams } from '../upstream/upstreams.js';
 import { type BlobsDeps, createBlobs } from './blobs.js';
 import { createListings } from './listings.js';
 import { createManifests } from './manifests.js';
+import type { PullEvents } from './types.js';
 
 export interface PullerDeps {
-  config: Pick<Config, 'cache'>;
+  config: Pick<Config, 'cache' | 'limits'>;
   upstreams: Upstreams;
   store: DiskStore;
   logger: Logger;
   now?: () => number;
   onDownload?: BlobsDeps['onDownload'];
+  events?: PullEvents;
 }
 
 export function createPuller(deps: PullerDeps) {
-  const { upstreams, store, logger } = deps;
+  const { upstreams, store, logger, events, now, onDownload } = deps;
   const blobs = createBlobs({
     upstreams,
     store,
     logger,
-    ...(deps.onDownload ? { onDownload: deps.onDownload } : {}),
+    downloadsPerRegistry: deps.config.limits.downloadsPerRegistry,
+    ...(onDownload ? { onDownload } : {}),
+    ...(events ? { events } : {}),
   });
   const manifests = createManifests({
     upstreams,
@@ -30,7 +34,8 @@ export function createPuller(deps: PullerDeps) {
     logger,
     tagTTL: deps.config.cache.tagTTL,
     serveDeletedTags: deps.config.cache.serveDeletedTags,
-    ...(deps.now ? { now: deps.now } : {}),
+    ...(now ? { now } : {}),
+    ...(events ? { events } : {}),
   });
   return {
     ...manifests,

@@ -2,6 +2,12 @@
 import type { Readable } from 'node:stream';
 import type { ByteRange, ManifestHead } from '../content.js';
 
+/** What the pull layer reports as it works (metrics). */
+export interface PullEvents {
+  /** Bytes of blobs and manifests received from an upstream. */
+  fetched(registry: string, bytes: number): void;
+}
+
 /** How a request was served, for logs and metrics. */
 export type CacheOutcome = 'hit' | 'miss' | 'revalidated' | 'stale' | 'pass';
 

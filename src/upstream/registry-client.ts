@@ -21,6 +21,10 @@ export interface RegistryClientOptions {
   maxRedirects: number;
   /** Called once per token fetch (metrics, tests). */
   onTokenFetch?: (scope: string) => void;
+  /** Called with each upstream answer's status and time to headers (metrics). */
+  onResponse?: (status: number, seconds: number) => void;
+  /** Called when a request got no answer at all (metrics). */
+  onError?: (reason: string) => void;
 }
 
 export interface UpstreamRequest {
@@ -141,6 +145,7 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
   }
 
   async function dispatch(req: UpstreamRequest, url: URL, headers: Record<string, string>) {
+    const started = performance.now();
     try {
       const response = await request(url, {
         method: req.method,
@@ -148,9 +153,12 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
         dispatcher: agent,
         signal: req.signal,
       });
+      options.onResponse?.(response.statusCode, (performance.now() - started) / 1000);
       return { status: response.statusCode, headers: response.headers, body: response.body };
     } catch (error) {
-      throw transportError(options.name, error);
+      const failure = transportError(options.name, error);
+      options.onError?.(String((failure.detail as { reason?: string } | undefined)?.reason ?? failure.code));
+      throw failure;
     }
   }
 

@@ -11,6 +11,8 @@ export interface Upstreams {
 
 export interface UpstreamHooks {
   onTokenFetch?: (registry: string, scope: string) => void;
+  onResponse?: (registry: string, status: number, seconds: number) => void;
+  onError?: (registry: string, reason: string) => void;
 }
 
 export function createUpstreams(
@@ -35,9 +37,9 @@ export function createUpstreams(
           headersTimeout: config.upstream.headersTimeout,
           bodyTimeout: config.upstream.bodyTimeout,
           maxRedirects: config.upstream.maxRedirects,
-          ...(hooks.onTokenFetch
-            ? { onTokenFetch: (scope: string) => hooks.onTokenFetch?.(registry, scope) }
-            : {}),
+          onTokenFetch: (scope) => hooks.onTokenFetch?.(registry, scope),
+          onResponse: (status, seconds) => hooks.onResponse?.(registry, status, seconds),
+          onError: (reason) => hooks.onError?.(registry, reason),
         });
         remote = createRemoteRegistry(client);
         clients.set(registry, remote);

@@ -1,0 +1,120 @@
+/**
+ * @module Prometheus metrics (prom-client) on a registry of our own: requests, cache results, bytes
+ * served and fetched, upstream latency and errors, token fetches, downloads in flight, cache size.
+ * Labels carry registry names and endpoint kinds only: never repositories (unbounded) or secrets.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { CacheStats } from './cache/disk-store.js';
+
+export interface MetricsSources {
+  cacheStats(): CacheStats;
+  downloadsInFlight(): number;
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'pullcache_' });
+  let sources: MetricsSources | undefined;
+
+  const metrics = {
+    registry,
+    httpRequests: new Counter({
+      name: 'pullcache_http_requests_total',
+      help: 'HTTP requests answered, by endpoint kind, method and status',
+      labelNames: ['endpoint', 'method', 'status'] as const,
+      registers: [registry],
+    }),
+    httpDuration: new Histogram({
+      name: 'pullcache_http_request_duration_seconds',
+      help: 'Time to answer a request (headers sent), by endpoint kind',
+      labelNames: ['endpoint'] as const,
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+      registers: [registry],
+    }),
+    cacheResults: new Counter({
+      name: 'pullcache_cache_results_total',
+      help: 'How manifests and blobs were served: hit, miss, revalidated, stale',
+      labelNames: ['kind', 'result'] as const,
+      registers: [registry],
+    }),
+    servedFromCacheBytes: new Counter({
+      name: 'pullcache_served_from_cache_bytes_total',
+      help: 'Blob and manifest bytes answered from the cache, by registry',
+      labelNames: ['registry'] as const,
+      registers: [registry],
+    }),
+    fetchedBytes: new Counter({
+      name: 'pullcache_upstream_fetched_bytes_total',
+      help: 'Blob and manifest bytes fetched from upstream registries, by registry',
+      labelNames: ['registry'] as const,
+      registers: [registry],
+    }),
+    upstreamDuration: new Histogram({
+      name: 'pullcache_upstream_request_duration_seconds',
+      help: 'Upstream request time to response headers, by registry and status',
+      labelNames: ['registry', 'status'] as const,
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
+    upstreamErrors: new Counter({
+      name: 'pullcache_upstream_errors_total',
+      help: 'Upstream requests that failed without an answer (connect, timeout, reset), by registry and reason',
+      labelNames: ['registry', 'reason'] as const,
+      registers: [registry],
+    }),
+    tokenFetches: new Counter({
+      name: 'pullcache_token_fetches_total',
+      help: 'Token endpoint requests, by registry',
+      labelNames: ['registry'] as const,
+      registers: [registry],
+    }),
+    evictions: new Counter({
+      name: 'pullcache_cache_evictions_total',
+      help: 'Blobs and manifests evicted to stay under storage.maxSize',
+      registers: [registry],
+    }),
+    /** Connects the gauges read at scrape time to the running cache. */
+    observe(from: MetricsSources): void {
+      sources = from;
+    },
+  };
+
+  new Gauge({
+    name: 'pullcache_downloads_in_flight',
+    help: 'Blob downloads from upstreams in progress',
+    registers: [registry],
+    collect() {
+      this.set(sources?.downloadsInFlight() ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'pullcache_cache_size_bytes',
+    help: 'Bytes of blobs and manifests in the cache',
+    registers: [registry],
+    collect() {
+      this.set(sources?.cacheStats().bytes ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'pullcache_cache_entries',
+    help: 'Entries in the cache, by kind',
+    labelNames: ['kind'] as const,
+    registers: [registry],
+    collect() {
+      const stats = sources?.cacheStats();
+      this.set({ kind: 'blob' }, stats?.blobs ?? 0);
+      this.set({ kind: 'manifest' }, stats?.manifests ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'pullcache_cache_max_size_bytes',
+    help: 'storage.maxSize (0: no limit)',
+    registers: [registry],
+    collect() {
+      this.set(sources?.cacheStats().maxSize ?? 0);
+    },
+  });
+  return metrics;
+}

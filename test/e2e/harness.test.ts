@@ -74,17 +74,19 @@ describe.each<AuthMode>(['none', 'htpasswd', 'token'])('docker-registry with aut
   });
   afterAll(() => cleanup.run());
 
-  it.runIf(mode !== 'none')('refuses anonymous clients', async () => {
-    const response = await fetch(`${upstream.registry.url}/v2/`);
-    expect(response.status).toBe(401);
-    expect(response.headers.get('www-authenticate')).toMatch(
-      mode === 'token' ? /^Bearer realm=/ : /^Basic realm=/,
-    );
-  });
+  // Tests that only apply to some modes are declared only there: nothing is ever skipped.
+  if (mode !== 'none') {
+    it('refuses anonymous clients', async () => {
+      const response = await fetch(`${upstream.registry.url}/v2/`);
+      expect(response.status).toBe(401);
+      expect(response.headers.get('www-authenticate')).toMatch(
+        mode === 'token' ? /^Bearer realm=/ : /^Basic realm=/,
+      );
+    });
+  }
 
-  it.runIf(mode === 'token')(
-    'accepts the JWTs the token server signs, and only for the right user',
-    async () => {
+  if (mode === 'token') {
+    it('accepts the JWTs the token server signs, and only for the right user', async () => {
       const server = upstream.tokenServer!;
       const scope = `scope=repository:library/demo:pull&service=${server.service}`;
       expect((await fetch(`${server.realm}?${scope}`)).status).toBe(401);
@@ -103,8 +105,8 @@ describe.each<AuthMode>(['none', 'htpasswd', 'token'])('docker-registry with aut
       });
       expect(manifest.status).toBe(200);
       expect(manifest.headers.get('docker-content-digest')).toBe(images.demo.index.digest);
-    },
-  );
+    });
+  }
 
   it('skopeo pulls back the OCI index byte for byte', async () => {
     const pulled = await pullImage(`${upstream.registry.host}/${DEMO_REF}`, join(work, 'pulls'), {
@@ -159,11 +161,13 @@ describe.each<AuthMode>(['none', 'htpasswd', 'token'])('docker-registry with aut
     expect(await containerd.imageTarget(ref)).toBeUndefined();
   });
 
-  it.runIf(mode === 'token')('the token server counted who asked', () => {
-    const requests = upstream.tokenServer!.requests();
-    expect(upstream.tokenServer!.tokenRequests()).toBe(requests.length);
-    expect(requests.filter((r) => r.username === upstream.creds!.username).length).toBeGreaterThan(0);
-    // containerd with a password uses the OAuth2 form POST; skopeo uses GET.
-    expect(new Set(requests.map((r) => r.method))).toEqual(new Set(['GET', 'POST']));
-  });
+  if (mode === 'token') {
+    it('the token server counted who asked', () => {
+      const requests = upstream.tokenServer!.requests();
+      expect(upstream.tokenServer!.tokenRequests()).toBe(requests.length);
+      expect(requests.filter((r) => r.username === upstream.creds!.username).length).toBeGreaterThan(0);
+      // containerd with a password uses the OAuth2 form POST; skopeo uses GET.
+      expect(new Set(requests.map((r) => r.method))).toEqual(new Set(['GET', 'POST']));
+    });
+  }
 });

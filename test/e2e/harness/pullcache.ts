@@ -23,6 +23,11 @@ export interface PullcacheOptions {
   defaultRegistry?: string;
   /** More top-level YAML appended as is, for settings a test needs (TTLs, limits). */
   extraYaml?: string;
+  /**
+   * The cache folder, owned by the caller and kept on stop, so a later pullcache can start on what
+   * this one stored; by default a fresh folder, removed on stop.
+   */
+  storageDir?: string;
 }
 
 export interface Pullcache {
@@ -40,7 +45,7 @@ export interface Pullcache {
 export async function startPullcache(options: PullcacheOptions): Promise<Pullcache> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` before the e2e tests`);
   const dir = await makeTempDir('pullcache');
-  const storageDir = join(dir, 'storage');
+  const storageDir = options.storageDir ?? join(dir, 'storage');
   const port = await freePort();
   const listen = `127.0.0.1:${port}`;
   const configFile = join(dir, 'config.yaml');

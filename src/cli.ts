@@ -5,11 +5,15 @@ import { pino } from 'pino';
 import { ConfigError, loadConfig } from './config.js';
 import { RegistryError } from './errors.js';
 import { formatReference, parseReference } from './reference.js';
+import { createRuntime } from './runtime.js';
 import { startServer } from './server.js';
+import { warmImage } from './warm.js';
+import { jsonLines, progressBar } from './warm-output.js';
 
 const USAGE = `usage:
   pullcache serve [--config FILE] [--listen HOST:PORT] [--storage DIR]
   pullcache resolve [--config FILE] REFERENCE
+  pullcache warm [--config FILE] [--storage DIR] REFERENCE... [--platform OS/ARCH]... [--all-platforms]
 
 The config file is --config, else $PULLCACHE_CONFIG, else the embedded default (Docker Hub, ./data).`;
 
@@ -21,6 +25,8 @@ async function main(argv: string[]): Promise<number> {
       config: { type: 'string' },
       listen: { type: 'string' },
       storage: { type: 'string' },
+      platform: { type: 'string', multiple: true },
+      'all-platforms': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -75,6 +81,33 @@ async function main(argv: string[]): Promise<number> {
           upstream: `${upstream.url}/v2/${ref.repository}/manifests/${target}`,
         })}\n`,
       );
+      return 0;
+    }
+    case 'warm': {
+      if (rest.length === 0) throw new UsageError('warm takes one or more REFERENCEs');
+      const logger = pino({ level: 'warn' }, pino.destination(2));
+      const output = process.stderr.isTTY ? progressBar(process.stderr) : jsonLines();
+      const runtime = await createRuntime(config, logger);
+      const failed: string[] = [];
+      for (const reference of rest) {
+        const started = Date.now();
+        try {
+          const result = await warmImage(
+            runtime.puller,
+            config,
+            reference,
+            { platforms: values.platform ?? [], allPlatforms: values['all-platforms'] ?? false },
+            (event) => output.report(event),
+            (bytes) => output.bytes(bytes),
+          );
+          output.report({ event: 'done', reference, ...result, ms: Date.now() - started });
+        } catch (error) {
+          failed.push(reference);
+          output.report({ event: 'error', reference, message: (error as Error).message });
+        }
+      }
+      await runtime.close();
+      if (failed.length > 0) throw new UsageError(`could not warm ${failed.join(', ')}`);
       return 0;
     }
     default:

@@ -5,15 +5,11 @@
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { resolve } from 'node:path';
 import { serve } from '@hono/node-server';
 import type { Logger } from 'pino';
-import { createDiskStore } from './cache/disk-store.js';
 import { type Config, ConfigError } from './config.js';
 import { createApp } from './http/app.js';
-import { createMetrics } from './metrics.js';
-import { createPuller, type PullerDeps } from './pull/puller.js';
-import { createUpstreams } from './upstream/upstreams.js';
+import { createRuntime, type RuntimeHooks } from './runtime.js';
 
 export interface RunningServer {
   /** Base URL, e.g. http://127.0.0.1:5000 */
@@ -29,11 +25,7 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export interface ServerHooks {
-  /** Test clock for tag TTLs and last-use times. */
-  now?: () => number;
-  onDownload?: PullerDeps['onDownload'];
-}
+export type ServerHooks = RuntimeHooks;
 
 export function splitHostPort(listen: string): { host: string; port: number } {
   const colon = listen.lastIndexOf(':');
@@ -54,32 +46,7 @@ export async function startServer(
   logger: Logger,
   hooks: ServerHooks = {},
 ): Promise<RunningServer> {
-  const metrics = createMetrics();
-  const store = createDiskStore({
-    root: resolve(config.storage.path),
-    maxSize: config.storage.maxSize,
-    ...(hooks.now ? { now: hooks.now } : {}),
-    onEvict: (key, size) => {
-      metrics.evictions.inc();
-      logger.debug({ key, size }, 'evicted');
-    },
-  });
-  await store.init();
-  const upstreams = createUpstreams(config, {
-    onTokenFetch: (registry) => metrics.tokenFetches.inc({ registry }),
-    onResponse: (registry, status, seconds) =>
-      metrics.upstreamDuration.observe({ registry, status: String(status) }, seconds),
-    onError: (registry, reason) => metrics.upstreamErrors.inc({ registry, reason }),
-  });
-  const puller = createPuller({
-    config,
-    upstreams,
-    store,
-    logger,
-    events: { fetched: (registry, bytes) => metrics.fetchedBytes.inc({ registry }, bytes) },
-    ...hooks,
-  });
-  metrics.observe({ cacheStats: () => store.stats(), downloadsInFlight: () => puller.inflightCount() });
+  const { metrics, store, puller, close: closeRuntime } = await createRuntime(config, logger, hooks);
   const app = createApp({
     config,
     puller,
@@ -108,6 +75,12 @@ export async function startServer(
   let stopping: Promise<void> | null = null;
   async function shutdown(graceMs: number): Promise<void> {
     const http = server as import('node:http').Server;
+    // A request that still arrives on a kept-alive connection is answered, with `Connection: close`,
+    // so that the client does not send another one. (This listener runs after the app's, which
+    // writes its headers asynchronously.)
+    http.on('request', (_request, response: import('node:http').ServerResponse) => {
+      response.shouldKeepAlive = false;
+    });
     const closed = new Promise<void>((done) => http.close(() => done()));
     // Connections finishing a transfer become idle later: keep closing idle ones until all are gone.
     const idle = setInterval(() => http.closeIdleConnections(), 100);
@@ -119,8 +92,7 @@ export async function startServer(
     await closed;
     clearInterval(idle);
     clearTimeout(deadline);
-    await puller.abortDownloads(new Error('pullcache is shutting down'));
-    await upstreams.close();
+    await closeRuntime();
   }
 
   return {

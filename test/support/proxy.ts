@@ -2,7 +2,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
+import { Writable } from 'node:stream';
+import { type Logger, pino } from 'pino';
 import { parseConfig } from '../../src/config.js';
 import { type RunningServer, type ServerHooks, startServer } from '../../src/server.js';
 
@@ -15,6 +16,23 @@ export interface TestProxy extends RunningServer {
 export interface ProxyOptions extends ServerHooks {
   /** Reuse a storage folder (a restart); a fresh temp folder otherwise. */
   storage?: string;
+  /** Where logs go; silent otherwise. */
+  logger?: Logger;
+}
+
+/** A logger whose JSON lines the test can read back. */
+export function captureLogs(): { logger: Logger; lines: () => Record<string, unknown>[] } {
+  const lines: string[] = [];
+  const logger = pino(
+    { level: 'debug' },
+    new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+        callback();
+      },
+    }),
+  );
+  return { logger, lines: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>) };
 }
 
 /** `config` is the YAML document as an object; listen and storage are filled in. */
@@ -22,13 +40,13 @@ export async function startProxy(
   config: Record<string, unknown>,
   options: ProxyOptions = {},
 ): Promise<TestProxy> {
-  const { storage = mkdtempSync(join(tmpdir(), 'pullcache-test-')), ...hooks } = options;
+  const { storage = mkdtempSync(join(tmpdir(), 'pullcache-test-')), logger, ...hooks } = options;
   const { storage: storageConfig, ...rest } = config as { storage?: Record<string, unknown> };
   const parsed = parseConfig(
     { listen: '127.0.0.1:0', ...rest, storage: { ...storageConfig, path: storage } },
     {},
   );
-  const server = await startServer(parsed, pino({ level: 'silent' }), hooks);
+  const server = await startServer(parsed, logger ?? pino({ level: 'silent' }), hooks);
   return {
     ...server,
     storage,

@@ -1,0 +1,56 @@
+/** @module The parts behind every command that pulls: metrics, the disk store, upstream clients, the pull layer. */
+import { resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { createDiskStore } from './cache/disk-store.js';
+import type { Config } from './config.js';
+import { createMetrics } from './metrics.js';
+import { createPuller, type PullerDeps } from './pull/puller.js';
+import { createUpstreams } from './upstream/upstreams.js';
+
+export interface RuntimeHooks {
+  /** Test clock for tag TTLs and last-use times. */
+  now?: () => number;
+  onDownload?: PullerDeps['onDownload'];
+}
+
+export type Runtime = Awaited<ReturnType<typeof createRuntime>>;
+
+export async function createRuntime(config: Config, logger: Logger, hooks: RuntimeHooks = {}) {
+  const metrics = createMetrics();
+  const store = createDiskStore({
+    root: resolve(config.storage.path),
+    maxSize: config.storage.maxSize,
+    ...(hooks.now ? { now: hooks.now } : {}),
+    onEvict: (key, size) => {
+      metrics.evictions.inc();
+      logger.debug({ key, size }, 'evicted');
+    },
+  });
+  await store.init();
+  const upstreams = createUpstreams(config, {
+    onTokenFetch: (registry) => metrics.tokenFetches.inc({ registry }),
+    onResponse: (registry, status, seconds) =>
+      metrics.upstreamDuration.observe({ registry, status: String(status) }, seconds),
+    onError: (registry, reason) => metrics.upstreamErrors.inc({ registry, reason }),
+  });
+  const puller = createPuller({
+    config,
+    upstreams,
+    store,
+    logger,
+    events: { fetched: (registry, bytes) => metrics.fetchedBytes.inc({ registry }, bytes) },
+    ...hooks,
+  });
+  metrics.observe({ cacheStats: () => store.stats(), downloadsInFlight: () => puller.inflightCount() });
+  return {
+    metrics,
+    store,
+    upstreams,
+    puller,
+    /** Aborts unfinished downloads (temp files removed) and closes upstream connections. */
+    async close(): Promise<void> {
+      await puller.abortDownloads(new Error('pullcache is shutting down'));
+      await upstreams.close();
+    },
+  };
+}

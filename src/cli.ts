@@ -44,25 +44,34 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'serve': {
       const logger = pino({ level: config.log.level, base: { service: 'pullcache' } });
-      const server = await startServer(config, logger);
+      // Signal handlers go in before the server starts: a SIGTERM right after "listening" must
+      // still shut down gracefully.
+      const starting = startServer(config, logger);
+      let stopping = false;
       const stop = async (signal: string) => {
+        if (stopping) {
+          logger.warn({ signal }, 'second signal: exiting without waiting for transfers');
+          process.exit(1);
+        }
+        stopping = true;
         logger.info({ signal, graceMs: config.limits.shutdownGrace }, 'shutting down');
-        await server.shutdown(config.limits.shutdownGrace);
+        await (await starting).shutdown(config.limits.shutdownGrace);
         logger.info('stopped');
         process.exit(0);
       };
-      process.once('SIGTERM', () => void stop('SIGTERM'));
-      process.once('SIGINT', () => void stop('SIGINT'));
+      process.on('SIGTERM', () => void stop('SIGTERM'));
+      process.on('SIGINT', () => void stop('SIGINT'));
       process.on('SIGHUP', () => {
-        try {
-          server.reloadTls();
-        } catch (error) {
-          logger.error(
-            { error: (error as Error).message },
-            'TLS reload failed: keeping the current certificate',
-          );
-        }
+        starting
+          .then(
+            (server) => server.reloadTls(),
+            () => {},
+          )
+          .catch((error: Error) => {
+            logger.error({ error: error.message }, 'TLS reload failed: keeping the current certificate');
+          });
       });
+      await starting;
       return -1; // keep running
     }
     case 'resolve': {

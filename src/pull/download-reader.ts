@@ -1,7 +1,10 @@
 /**
  * @module A client's view of a shared BlobDownload: streams bytes `start..end` from the growing temp
- * file as they arrive. The last byte is held back until the whole blob has verified, so a client of
- * a download that fails verification gets an aborted stream, never a complete-looking wrong body.
+ * file as they arrive. A reader that ends at the blob's last byte holds that byte back until the
+ * whole blob has verified, so a client of a download that fails verification gets an aborted
+ * stream, never a complete-looking wrong body. A range ending earlier is a part the client
+ * assembles and verifies itself (containerd's parallel range pulls): it is sent as soon as its
+ * bytes are there, and aborted like the others if the download fails first.
  */
 import { once } from 'node:events';
 import { type FileHandle, open } from 'node:fs/promises';
@@ -45,12 +48,16 @@ export class DownloadReader extends Readable {
     for (;;) {
       if (this.destroyed) return;
       if (download.state === 'failed') throw download.error ?? new Error('download failed');
-      if (this.position > this.end && download.state === 'verified') {
+      const holdsLastByte = download.size === null || this.end === download.size - 1;
+      if (this.position > this.end && (download.state === 'verified' || !holdsLastByte)) {
         this.push(null);
         return;
       }
-      // Everything written is readable, except the final byte before verification.
-      const limit = download.state === 'verified' ? this.end + 1 : Math.min(download.available, this.end);
+      // Everything written is readable, except the blob's final byte before verification.
+      const limit =
+        download.state === 'verified'
+          ? this.end + 1
+          : Math.min(download.available, this.end + (holdsLastByte ? 0 : 1));
       if (this.position < limit) {
         const length = Math.min(CHUNK_BYTES, limit - this.position);
         const buffer = Buffer.allocUnsafe(length);

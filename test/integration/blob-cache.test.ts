@@ -4,7 +4,7 @@
  * a dropped connection is resumed with Range; Range requests; restarts; eviction.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HttpResponse, http } from 'msw';
@@ -12,7 +12,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { RegistryContent, registryHandlers, sha256 } from '../support/fake-registry.js';
 import { firstError, jsonOf } from '../support/http-client.js';
 import { type LoopbackServer, startLoopback } from '../support/msw-loopback.js';
-import { startProxy, type TestProxy } from '../support/proxy.js';
+import { settled, startProxy, type TestProxy } from '../support/proxy.js';
 
 const CHUNK = 64 * 1024;
 
@@ -38,7 +38,6 @@ function streamBlob(bytes: Buffer, start: number): ReadableStream<Uint8Array> {
         return;
       }
       if (offset >= bytes.length) {
-        upstream.finishedAt = performance.now();
         controller.close();
         return;
       }
@@ -46,6 +45,7 @@ function streamBlob(bytes: Buffer, start: number): ReadableStream<Uint8Array> {
       if (corrupt && offset === start) chunk[0] = (chunk[0]! + 1) % 256;
       offset += chunk.length;
       controller.enqueue(chunk);
+      if (offset >= bytes.length) upstream.finishedAt = performance.now(); // the last byte is out
     },
   });
 }
@@ -113,7 +113,7 @@ describe('a cold blob', () => {
     expect(first.status).toBe(200);
     expect(first.headers.get('content-length')).toBe('300000');
     expect(hashOf(await first.arrayBuffer())).toBe(digest);
-    await sleep(50); // the commit (fsync + rename) follows the last byte
+    await settled(proxy.url); // the commit (fsync + rename) follows the last byte
     expect(existsSync(blobFile(proxy.storage, digest))).toBe(true);
     const second = await fetch(blobUrl(digest));
     expect(hashOf(await second.arrayBuffer())).toBe(digest);
@@ -182,7 +182,7 @@ describe('a cold blob', () => {
     expect(gets[0]!.headers.range).toBeUndefined();
     expect(gets[1]!.headers.range).toMatch(/^bytes=\d+-$/);
     expect(Number(/\d+/.exec(String(gets[1]!.headers.range))![0])).toBeGreaterThan(0);
-    await sleep(50);
+    await settled(proxy.url);
     expect(existsSync(blobFile(proxy.storage, digest))).toBe(true);
   });
 
@@ -199,6 +199,20 @@ describe('a cold blob', () => {
     expect(hashOf(await whole.arrayBuffer())).toBe(digest);
     expect(upstreamGets(digest)).toBe(1);
     expect(registry.requests.every((r) => r.headers.range === undefined)).toBe(true);
+  });
+
+  it('sends an early range of a cold blob as soon as its bytes are there, before the download ends', async () => {
+    const digest = addBig(2 * 1024 * 1024);
+    const bytes = blobs.get(digest)!;
+    upstream.delayMs = 10;
+    const whole = fetch(blobUrl(digest)).then(async (r) => hashOf(await r.arrayBuffer()));
+    const part = await fetch(blobUrl(digest), { headers: { range: 'bytes=0-99999' } });
+    expect(part.status).toBe(206);
+    expect(Buffer.from(await part.arrayBuffer()).equals(bytes.subarray(0, 100_000))).toBe(true);
+    const partDoneAt = performance.now();
+    expect(await whole).toBe(digest);
+    expect(partDoneAt).toBeLessThan(upstream.finishedAt);
+    expect(upstreamGets(digest)).toBe(1);
   });
 
   it('keeps downloading for the cache when the only client goes away', async () => {
@@ -231,7 +245,7 @@ describe('a cached blob', () => {
     const digest = addBig(10_000);
     const bytes = blobs.get(digest)!;
     await (await fetch(blobUrl(digest))).arrayBuffer();
-    await sleep(50);
+    await settled(proxy.url);
     registry.requests.length = 0;
     const part = await fetch(blobUrl(digest), { headers: { range: 'bytes=9000-' } });
     expect(part.status).toBe(206);
@@ -251,7 +265,7 @@ describe('a cached blob', () => {
     blobs.set(digest, bytes);
     const response = await fetch(blobUrl(digest));
     expect(Buffer.from(await response.arrayBuffer()).equals(bytes)).toBe(true);
-    await sleep(50);
+    await settled(proxy.url);
     expect(existsSync(join(proxy.storage, 'blobs', 'sha512', digest.slice(7, 9), digest.slice(7)))).toBe(
       true,
     );
@@ -266,7 +280,7 @@ describe('restarts', () => {
     const first = await startProxy({ registries: { 'docker.io': { url: own.url } } });
     await (await fetch(blobUrl(digest, first.url))).arrayBuffer();
     await (await fetch(`${first.url}/v2/big/manifests/restart`)).arrayBuffer();
-    await sleep(50);
+    await settled(first.url);
     await first.stop();
     await own.close();
 
@@ -315,6 +329,41 @@ describe('restarts', () => {
   });
 });
 
+describe('several processes on one storage folder', () => {
+  it('never show each other a torn or unverified file', async () => {
+    const second = await startProxy(
+      { registries: { 'docker.io': { url: registry.url } } },
+      { storage: proxy.storage },
+    );
+    try {
+      const digest = addBig(1024 * 1024);
+      upstream.delayMs = 5;
+      const bodies = await Promise.all(
+        [proxy.url, second.url, proxy.url, second.url].map(async (base) =>
+          hashOf(await (await fetch(blobUrl(digest, base))).arrayBuffer()),
+        ),
+      );
+      expect(bodies).toEqual(Array(4).fill(digest));
+      await Promise.all([settled(proxy.url), settled(second.url)]);
+      // Each process downloaded once; both committed the same verified bytes to the one final path.
+      expect(upstreamGets(digest)).toBe(2);
+      expect(
+        createHash('sha256')
+          .update(readFileSync(blobFile(proxy.storage, digest)))
+          .digest('hex'),
+      ).toBe(digest.slice(7));
+      expect(filesUnder(join(proxy.storage, 'blobs')).filter((f) => f.includes('.tmp-'))).toEqual([]);
+      // And the other's committed blob is a hit for each of them.
+      registry.requests.length = 0;
+      for (const base of [proxy.url, second.url])
+        expect(hashOf(await (await fetch(blobUrl(digest, base))).arrayBuffer())).toBe(digest);
+      expect(registry.requests).toHaveLength(0);
+    } finally {
+      await second.stop();
+    }
+  });
+});
+
 describe('eviction', () => {
   it('evicts least-recently-used blobs to stay under storage.maxSize', async () => {
     let clock = Date.parse('2026-11-30T12:00:00Z');
@@ -326,13 +375,13 @@ describe('eviction', () => {
       const [a, b, c, d] = [addBig(1000), addBig(1000), addBig(1000), addBig(1000)];
       for (const digest of [a, b, c]) {
         await (await fetch(blobUrl(digest!, small.url))).arrayBuffer();
-        await sleep(30);
+        await settled(small.url);
         clock += 120_000;
       }
       await (await fetch(blobUrl(a!, small.url))).arrayBuffer(); // a is now the most recent
       clock += 120_000;
       await (await fetch(blobUrl(d!, small.url))).arrayBuffer();
-      await sleep(50);
+      await settled(small.url);
       const present = [a, b, c, d].map((x) => existsSync(blobFile(small.storage, x!)));
       expect(present).toEqual([true, false, true, true]);
       const stats = await jsonOf<{ bytes: number; evictions: number }>(

@@ -1,0 +1,158 @@
+/**
+ * The command line as scripts and operators use it: `resolve` output and errors, `serve` with the
+ * config file from --config or PULLCACHE_CONFIG, flags winning over the file, and start-up errors
+ * that name the bad key.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const dir = mkdtempSync(join(tmpdir(), 'pullcache-cli-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI from source; with `until`, stops it (SIGTERM) once stdout contains that text. */
+function cli(args: string[], env: Record<string, string> = {}, until?: string): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
+      cwd: process.cwd(),
+      env: { ...process.env, PULLCACHE_CONFIG: '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const run: Run = { code: null, stdout: '', stderr: '' };
+    let signalled = false;
+    child.stdout.on('data', (d) => {
+      run.stdout += d;
+      if (until && !signalled && run.stdout.includes(until)) {
+        signalled = true;
+        child.kill('SIGTERM');
+      }
+    });
+    child.stderr.on('data', (d) => (run.stderr += d));
+    child.on('close', (code) => resolve({ ...run, code }));
+  });
+}
+
+describe('pullcache resolve', () => {
+  it.each([
+    [
+      'nginx',
+      {
+        reference: 'docker.io/library/nginx:latest',
+        registry: 'docker.io',
+        repository: 'library/nginx',
+        tag: 'latest',
+        digest: null,
+        upstream: 'https://registry-1.docker.io/v2/library/nginx/manifests/latest',
+      },
+    ],
+    [
+      'quay.io/coreos/flannel:v0.12.0-amd64',
+      {
+        reference: 'quay.io/coreos/flannel:v0.12.0-amd64',
+        registry: 'quay.io',
+        repository: 'coreos/flannel',
+        tag: 'v0.12.0-amd64',
+        digest: null,
+        upstream: 'https://quay.io/v2/coreos/flannel/manifests/v0.12.0-amd64',
+      },
+    ],
+    [
+      `registry.k8s.io/pause@sha256:${'a'.repeat(64)}`,
+      {
+        reference: `registry.k8s.io/pause@sha256:${'a'.repeat(64)}`,
+        registry: 'registry.k8s.io',
+        repository: 'pause',
+        tag: null,
+        digest: `sha256:${'a'.repeat(64)}`,
+        upstream: `https://registry.k8s.io/v2/pause/manifests/sha256:${'a'.repeat(64)}`,
+      },
+    ],
+  ])(
+    'prints what %s means and where it is pulled from',
+    async (reference, expected) => {
+      const run = await cli(['resolve', reference]);
+      expect(run.code).toBe(0);
+      expect(JSON.parse(run.stdout)).toEqual(expected);
+    },
+    20_000,
+  );
+
+  it.each([
+    ['Nginx', 'repository name must be lowercase'],
+    ['nginx:bad tag', 'pullcache:'],
+    ['gcr.io/x/y', 'registry gcr.io is not allowed by this configuration'],
+  ])(
+    'fails for %s with a non-zero exit and one line on stderr',
+    async (reference, message) => {
+      const run = await cli(['resolve', reference]);
+      expect(run.code).not.toBe(0);
+      expect(run.stdout).toBe('');
+      expect(run.stderr.trim().split('\n')).toHaveLength(1);
+      expect(run.stderr).toContain(message);
+    },
+    20_000,
+  );
+});
+
+describe('pullcache serve', () => {
+  const config = join(dir, 'config.yaml');
+  writeFileSync(
+    config,
+    [
+      'listen: 127.0.0.1:1',
+      `storage: { path: ${join(dir, 'from-file')} }`,
+      'registries:',
+      '  docker.io: { url: https://registry-1.docker.io }',
+    ].join('\n'),
+  );
+
+  it('takes the file from PULLCACHE_CONFIG, with --listen and --storage winning over it', async () => {
+    const run = await cli(
+      ['serve', '--listen', '127.0.0.1:0', '--storage', join(dir, 'from-flag')],
+      { PULLCACHE_CONFIG: config },
+      '"listening"',
+    );
+    expect(run.code).toBe(0);
+    const listening = run.stdout
+      .split('\n')
+      .map((l) => (l ? JSON.parse(l) : {}))
+      .find((l) => l.msg === 'listening');
+    expect(listening.address).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(listening.address).not.toBe('http://127.0.0.1:1');
+    expect(run.stdout).toContain('"stopped"');
+  }, 20_000);
+
+  it('refuses to start with a bad config, naming each bad key', async () => {
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(
+      bad,
+      'listen: nowhere\ncache: { tagTTL: soon }\nregistries: { docker.io: { url: "ftp://x" } }\n',
+    );
+    const run = await cli(['serve', '--config', bad]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('listen: expected HOST:PORT');
+    expect(run.stderr).toContain('cache.tagTTL: expected a duration');
+    expect(run.stderr).toContain('registries.docker.io.url');
+  }, 20_000);
+
+  it('refuses to start when a ${VAR} in the config is not set', async () => {
+    const secret = join(dir, 'secret.yaml');
+    writeFileSync(
+      secret,
+      'registries:\n  docker.io: { url: https://registry-1.docker.io, username: me, password: "${HUB_TOKEN_FOR_TEST}" }\n',
+    );
+    const run = await cli(['serve', '--config', secret]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain(
+      'registries.docker.io.password: environment variable HUB_TOKEN_FOR_TEST is not set',
+    );
+  }, 20_000);
+});

@@ -1,0 +1,182 @@
+/** @module The comparison as a markdown table with targets, and RESULTS.md around it. */
+import type { MachineInfo } from './machine-info.js';
+import { type BenchSettings, type BlobUnderTest, CACHE_PROBES, type PeerResult } from './peer-measurement.js';
+
+export interface Report {
+  date: Date;
+  machine: MachineInfo;
+  blob: BlobUnderTest;
+  settings: Omit<BenchSettings, 'workDir'>;
+  results: PeerResult[];
+}
+
+// The targets pullcache is held to.
+const WARM_RATIO_TARGET = 1.0;
+const PEAK_RSS_TARGET_MB = 150;
+
+type Verdict = 'met' | 'not met' | 'n/a';
+
+interface Row {
+  metric: string;
+  /** The peer's value as shown. */
+  show: (r: PeerResult) => string;
+  /** The number the ratio column divides, when a ratio makes sense. */
+  value?: (r: PeerResult) => number;
+  target?: string;
+  verdict?: (pc: PeerResult | undefined, dist: PeerResult | undefined) => Verdict;
+}
+
+export function resultsTable({ blob, settings, results }: Report): string {
+  const pc = results.find((r) => r.peer === 'pullcache');
+  const dist = results.find((r) => r.peer === 'distribution');
+  const coldGBps = (r: PeerResult) => (settings.clients * blob.size) / r.cold.wallSeconds / 1e9;
+  const rows: Row[] = [
+    {
+      metric: `Cold: wall time, ${settings.clients} concurrent clients (s)`,
+      show: (r) => r.cold.wallSeconds.toFixed(2),
+      value: (r) => r.cold.wallSeconds,
+    },
+    {
+      metric: 'Cold: aggregate throughput to the clients (GB/s)',
+      show: (r) => coldGBps(r).toFixed(2),
+      value: coldGBps,
+    },
+    {
+      metric: 'Cold: upstream requests (blob GET, blob HEAD, other)',
+      show: (r) => `${r.cold.upstream.gets}, ${r.cold.upstream.heads}, ${r.cold.upstream.other}`,
+      value: (r) => r.cold.upstream.gets,
+    },
+    {
+      metric: 'Cold: upstream bytes (× blob size)',
+      show: (r) => `${mb(r.cold.upstream.bytes)} MB (${times(r.cold.upstream.bytes / blob.size)})`,
+      value: (r) => r.cold.upstream.bytes,
+      target: 'pullcache = 1×',
+      verdict: (p) => (p ? verdict(p.cold.upstream.bytes === blob.size) : 'n/a'),
+    },
+    {
+      metric: 'Warm: served with no upstream GET',
+      show: (r) => (r.cached ? 'yes' : 'no'),
+    },
+    {
+      metric: `Warm: median throughput of ${settings.warmRuns} sequential runs (GB/s; min–max)`,
+      show: (r) =>
+        `${gbps(r.warm.medianBytesPerSecond)} (${gbps(Math.min(...r.warm.bytesPerSecond))}–${gbps(Math.max(...r.warm.bytesPerSecond))})`,
+      value: (r) => r.warm.medianBytesPerSecond,
+      target: `ratio ≥ ${WARM_RATIO_TARGET.toFixed(1)}×`,
+      verdict: (p, d) =>
+        p && d
+          ? verdict(p.warm.medianBytesPerSecond / d.warm.medianBytesPerSecond >= WARM_RATIO_TARGET)
+          : 'n/a',
+    },
+    {
+      metric: 'Warm: upstream GETs during the timed runs',
+      show: (r) => String(r.warm.upstream.gets),
+    },
+    {
+      metric: 'Peak RSS, lifetime VmHWM (MB)',
+      show: (r) => mb(r.hwmBytes),
+      value: (r) => r.hwmBytes,
+      target: `pullcache < ${PEAK_RSS_TARGET_MB} MB`,
+      verdict: (p) => (p ? verdict(p.hwmBytes / 1e6 < PEAK_RSS_TARGET_MB) : 'n/a'),
+    },
+    {
+      metric: 'Peak RSS sampled every 50 ms, cold / warm (MB)',
+      show: (r) => `${mb(r.cold.peakRssBytes)} / ${mb(r.warm.peakRssBytes)}`,
+    },
+    {
+      metric: 'RSS before the first request (MB)',
+      show: (r) => mb(r.idleRssBytes),
+      value: (r) => r.idleRssBytes,
+    },
+    {
+      metric: "Other processes' user CPU during the peer's run (s; of its wall time)",
+      show: (r) => `${r.foreignCpuSeconds.toFixed(1)} of ${r.seconds.toFixed(0)}`,
+      target: '≈ 0, else skewed',
+    },
+  ];
+
+  const lines = [
+    '| Metric | pullcache | distribution | ratio (pullcache / distribution) | target | |',
+    '|---|--:|--:|--:|---|---|',
+  ];
+  for (const row of rows) {
+    const ratio =
+      row.value && pc && dist && row.value(dist) !== 0 ? times(row.value(pc) / row.value(dist)) : '—';
+    const v = row.verdict?.(pc, dist);
+    const mark = v === 'met' ? '✅ met' : v === 'not met' ? '❌ not met' : v === 'n/a' ? 'n/a' : '';
+    lines.push(
+      `| ${row.metric} | ${pc ? row.show(pc) : '—'} | ${dist ? row.show(dist) : '—'} | ${ratio} | ${row.target ?? ''} | ${mark} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+export function resultsMarkdown(report: Report): string {
+  const { date, machine: m, blob, settings, results } = report;
+  return `# pullcache benchmark results
+
+Written by \`npm run bench\` (bench/run.ts) on ${date.toISOString()}.
+
+- Blob: one layer of ${(blob.size / 2 ** 20).toFixed(2)} MiB (${blob.size} bytes), \`${blob.repository}\` \`${blob.digest}\`
+- Peers: ${results.map((r) => r.peer).join(', ')}; ${settings.clients} concurrent cold clients, ${settings.warmRuns} warm runs
+- Machine: ${m.nproc} cores (${m.cpu}), ${m.memoryGB} GB RAM, Linux ${m.kernel}; CPU ${(m.busyBeforeStart * 100).toFixed(0)}% busy in the 2 s before the bench started
+- Versions: node ${m.node}, docker-registry ${m.dockerRegistry}, curl ${m.curl}, pullcache ${m.pullcache}
+
+${resultsTable(report)}
+
+## Observations
+
+${observations(report)
+  .map((line) => `- ${line}`)
+  .join('\n')}
+
+## How measured
+
+One docker-registry (no auth) is the upstream; the image \`library/bench:1.0\` with the generated
+layer is pushed to it with skopeo. Each peer is then started alone with an empty cache folder (the
+previous one is stopped by pid first) and configured with that upstream.
+
+- **Cold**: ${settings.clients} \`curl\` processes GET \`/v2/${blob.repository}/blobs/<digest>\` at once; the wall
+  time runs from starting the first to the exit of the last. Each body is written to a file and
+  checked for status 200, its length and its sha256; a mismatch fails the bench.
+- **Upstream requests and bytes** come from the upstream's access log: every logged request for the
+  blob's path, and the response size field of each, which counts the bytes its handler actually
+  wrote (an aborted transfer counts what was sent, a HEAD counts 0). "Other" is every request for
+  any other path. The log is read once it has been quiet for 1.5 s, because a line is written only
+  when its response completes.
+- **Warm**: up to ${CACHE_PROBES} verified probe downloads, until one causes no upstream GET ("served with
+  no upstream GET"), then ${settings.warmRuns} sequential \`curl -o /dev/null\` runs; throughput is curl's
+  size_download / time_total, and the median is reported.
+- **RSS**: VmRSS read from \`/proc/<pid>/status\` every 50 ms during each phase, and VmHWM (the
+  kernel's lifetime peak) after the runs.
+- **Other processes' CPU**: the machine's user CPU time (/proc/stat) minus that of the bench, its
+  exited children (curl), the peer and the upstream, over each peer's run.
+
+GB/s and MB are decimal (10⁹, 10⁶ bytes). Clients, upstream and peer share the machine's ${m.nproc}
+cores, so the cold figures include the upstream's and curl's own CPU use.
+`;
+}
+
+function observations({ blob, settings, results }: Report): string[] {
+  const lines: string[] = [];
+  for (const r of results) {
+    const up = r.cold.upstream;
+    lines.push(
+      `${r.peer}: for ${settings.clients} concurrent cold clients it sent the upstream ${up.gets} GET and ` +
+        `${up.heads} HEAD requests for the blob (${times(up.bytes / blob.size)} its size) and ${up.other} ` +
+        'requests for other paths; ' +
+        (r.cached
+          ? 'afterwards it served the blob from its cache.'
+          : `afterwards it still fetched it upstream on every download (pass-through, ${r.warm.upstream.gets} upstream GETs in ${settings.warmRuns} warm runs).`),
+    );
+  }
+  return lines;
+}
+
+function verdict(ok: boolean): Verdict {
+  return ok ? 'met' : 'not met';
+}
+
+const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
+const gbps = (bytesPerSecond: number) => (bytesPerSecond / 1e9).toFixed(2);
+const times = (ratio: number) => `${ratio.toFixed(2)}×`;

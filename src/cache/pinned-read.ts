@@ -2,6 +2,10 @@
 import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { ByteRange } from '../content.js';
+import { createFileStream } from './file-stream.js';
+
+// Two reads ahead: one being written to the socket, one being read from disk.
+const READ_AHEAD = 2;
 
 /**
  * The file's size and a stream of the asked range; null (pin released) when the file is gone.
@@ -32,10 +36,9 @@ export async function openPinnedRead(
       stream.once('close', release);
       return { size, range: part, stream };
     }
-    const stream = handle.createReadStream({
-      start: part?.start ?? 0,
-      end: part ? part.end : size - 1,
-      highWaterMark: chunkBytes,
+    const stream = createFileStream(handle, part?.start ?? 0, part ? part.end : size - 1, {
+      chunkBytes,
+      depth: READ_AHEAD,
     });
     stream.once('close', release);
     return { size, range: part, stream };

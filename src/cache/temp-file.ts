@@ -59,6 +59,26 @@ export class TempFile {
     this.written += chunk.length;
   }
 
+  /** Appends several chunks with one system call where the kernel takes them all (writev). */
+  async writeAll(chunks: Buffer[]): Promise<void> {
+    const total = chunks.reduce((sum, c) => sum + c.length, 0);
+    const { bytesWritten } = await this.handle.writev(chunks, this.headerLength + this.written);
+    if (bytesWritten < total) {
+      // A short writev: write what is left chunk by chunk.
+      let skip = bytesWritten;
+      let position = this.headerLength + this.written + bytesWritten;
+      for (const chunk of chunks) {
+        const rest = skip >= chunk.length ? null : chunk.subarray(skip);
+        skip = Math.max(0, skip - chunk.length);
+        if (!rest) continue;
+        await this.writeAt(rest, position);
+        position += rest.length;
+      }
+    }
+    for (const chunk of chunks) this.hash.update(chunk);
+    this.written += total;
+  }
+
   private async writeAt(chunk: Uint8Array, position: number): Promise<void> {
     let offset = 0;
     while (offset < chunk.length) {

@@ -36,6 +36,7 @@ export interface DownloadDeps {
 }
 
 const DEFAULT_MAX_RESUMES = 3;
+const WRITE_BATCH_BYTES = 512 * 1024; // 512 KiB per write: few system calls, little held in memory
 const RESUME_BACKOFF_MS = 200;
 
 export type DownloadState = 'running' | 'verified' | 'failed';
@@ -166,22 +167,41 @@ export class BlobDownload extends EventEmitter {
       part.stream.destroy();
       throw upstreamBroken('resumed at the wrong offset');
     }
-    for await (const data of part.stream as AsyncIterable<Buffer>) {
-      let chunk = data;
-      if (skip > 0) {
-        const dropped = Math.min(skip, chunk.length);
-        skip -= dropped;
-        chunk = chunk.subarray(dropped);
-        if (chunk.length === 0) continue;
-      }
-      if (this.size !== null && temp.size + chunk.length > this.size) {
-        part.stream.destroy();
-        throw upstreamBroken(`sent more than the ${this.size} bytes it announced`);
-      }
-      await temp.write(chunk);
-      this.deps.onBytes?.(chunk.length);
+    // Socket chunks are small (tens of KiB): gather them into one write system call each.
+    let batch: Buffer[] = [];
+    let batched = 0;
+    const flush = async () => {
+      if (batched === 0) return;
+      const chunks = batch;
+      batch = [];
+      batched = 0;
+      await temp.writeAll(chunks);
+      this.deps.onBytes?.(chunks.reduce((sum, c) => sum + c.length, 0));
       this.available = temp.size;
       this.emit('change');
+    };
+    try {
+      for await (const data of part.stream as AsyncIterable<Buffer>) {
+        let chunk = data;
+        if (skip > 0) {
+          const dropped = Math.min(skip, chunk.length);
+          skip -= dropped;
+          chunk = chunk.subarray(dropped);
+          if (chunk.length === 0) continue;
+        }
+        if (this.size !== null && temp.size + batched + chunk.length > this.size) {
+          part.stream.destroy();
+          batch = []; // nothing of an over-long answer is kept
+          batched = 0;
+          throw upstreamBroken(`sent more than the ${this.size} bytes it announced`);
+        }
+        batch.push(chunk);
+        batched += chunk.length;
+        if (batched >= WRITE_BATCH_BYTES) await flush();
+      }
+    } finally {
+      // Bytes received before a broken connection are good: keep them, the resume starts after them.
+      await flush();
     }
   }
 

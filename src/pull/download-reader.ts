@@ -11,7 +11,10 @@ import { type FileHandle, open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { BlobDownload } from './blob-download.js';
 
-const CHUNK_BYTES = 1024 * 1024; // 1 MiB, as for cached blobs
+const CHUNK_BYTES = 512 * 1024; // 512 KiB: a few of these per client bounds memory with many clients
+// Wait for this much new data before reading: many clients following one download should not each
+// read every small step of it.
+const MIN_READ_BYTES = 256 * 1024;
 
 export class DownloadReader extends Readable {
   private handle: FileHandle | null = null;
@@ -58,7 +61,10 @@ export class DownloadReader extends Readable {
         download.state === 'verified'
           ? this.end + 1
           : Math.min(download.available, this.end + (holdsLastByte ? 0 : 1));
-      if (this.position < limit) {
+      const enough =
+        download.state !== 'running' ||
+        limit - this.position >= Math.min(MIN_READ_BYTES, this.end + 1 - this.position);
+      if (this.position < limit && enough) {
         const length = Math.min(CHUNK_BYTES, limit - this.position);
         const buffer = Buffer.allocUnsafe(length);
         const handle = await this.openFile();

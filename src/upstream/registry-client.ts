@@ -64,20 +64,28 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
     headersTimeout: options.headersTimeout,
     bodyTimeout: options.bodyTimeout,
   });
-  const tokens: TokenAuth = createTokenAuth({
+  const tokenOptions = {
     registry: options.name,
     dispatcher: agent,
-    credentials: options.credentials,
     headersTimeout: options.headersTimeout,
     bodyTimeout: options.bodyTimeout,
     ...(options.onTokenFetch ? { onFetch: options.onTokenFetch } : {}),
-  });
-  // Learned from the first 401 and reused, so later requests authenticate up front (no 401 round trip).
-  let auth: AuthState | undefined;
+  };
+  // The configured credentials go only to the registry's own token realm; a host it redirects to
+  // (registry.k8s.io → Artifact Registry) gets anonymous tokens from its own challenge.
+  const ownTokens: TokenAuth = createTokenAuth({ ...tokenOptions, credentials: options.credentials });
+  const foreignTokens: TokenAuth = createTokenAuth({ ...tokenOptions, credentials: undefined });
+  // Learned from each host's first 401 and reused, so later requests authenticate up front.
+  const authByOrigin = new Map<string, AuthState>();
+  // Scopes other hosts asked for, by the repository path they use (it differs from ours).
+  const foreignScopes = new Map<string, string>();
 
-  async function authorization(state: AuthState | undefined, scope: string): Promise<string | undefined> {
-    if (state?.scheme === 'bearer') return `Bearer ${await tokens.token(state, scope)}`;
-    if (state?.scheme === 'basic' && options.credentials) {
+  async function authorization(url: URL, scope: string): Promise<string | undefined> {
+    const state = authByOrigin.get(url.origin);
+    const own = url.origin === origin;
+    if (state?.scheme === 'bearer')
+      return `Bearer ${await (own ? ownTokens : foreignTokens).token(state, scope)}`;
+    if (state?.scheme === 'basic' && own && options.credentials) {
       const { username, password } = options.credentials;
       return `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
     }
@@ -85,42 +93,10 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
   }
 
   async function send(req: UpstreamRequest): Promise<UpstreamResponse> {
-    const url = new URL(`${origin}${basePath}/v2/${req.path}`);
+    let url = new URL(`${origin}${basePath}/v2/${req.path}`);
     if (req.query) url.search = req.query.toString();
-    let scope = `repository:${req.repository}:pull`;
-    let response = await sendFollowingRedirects(req, url, await authorization(auth, scope));
-    if (response.status !== 401) return response;
-
-    const challenges = parseWwwAuthenticate(response.headers['www-authenticate']);
-    const bearer = challenges.find((c) => c.scheme === 'bearer' && c.params.realm);
-    const basic = challenges.find((c) => c.scheme === 'basic');
-    const previous = auth;
-    if (bearer?.params.realm) {
-      auth = { scheme: 'bearer', realm: bearer.params.realm, service: bearer.params.service };
-      scope = bearer.params.scope ?? scope;
-      // A token we already sent was refused: fetch a fresh one instead of the cached one.
-      if (previous?.scheme === 'bearer') tokens.forget(auth, scope);
-    } else if (basic && options.credentials && previous?.scheme !== 'basic') {
-      auth = { scheme: 'basic' };
-    } else {
-      return response; // nothing more we can offer: the client sees the registry's 401
-    }
-    await discard(response);
-    response = await sendFollowingRedirects(req, url, await authorization(auth, scope));
-    return response;
-  }
-
-  async function sendFollowingRedirects(
-    req: UpstreamRequest,
-    start: URL,
-    authorizationHeader: string | undefined,
-  ): Promise<UpstreamResponse> {
-    let url = start;
     for (let hop = 0; ; hop++) {
-      const headers: Record<string, string> = { ...req.headers };
-      // Credentials and tokens are for the registry only, never for a CDN it redirects to.
-      if (authorizationHeader && url.origin === origin) headers.authorization = authorizationHeader;
-      const response = await dispatch(req, url, headers);
+      const response = await sendAuthorized(req, url);
       const location = response.headers.location;
       if (!REDIRECT_STATUSES.has(response.status) || typeof location !== 'string') return response;
       await discard(response);
@@ -129,8 +105,8 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
           detail: { registry: options.name },
         });
       }
-      const next = new URL(location, url);
-      if (next.protocol !== 'https:' && next.protocol !== 'http:') {
+      url = new URL(location, url);
+      if (url.protocol !== 'https:' && url.protocol !== 'http:') {
         throw new RegistryError(
           'UNAVAILABLE',
           502,
@@ -140,8 +116,45 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
           },
         );
       }
-      url = next;
     }
+  }
+
+  /** One request to one host, answering that host's auth challenge once if it makes one. */
+  async function sendAuthorized(req: UpstreamRequest, url: URL): Promise<UpstreamResponse> {
+    const own = url.origin === origin;
+    const repositoryKey = `${url.origin}${repositoryPathOf(url.pathname)}`;
+    let scope = own ? `repository:${req.repository}:pull` : (foreignScopes.get(repositoryKey) ?? '');
+    const withAuth = async () => {
+      // A host that redirected us has not told us its scope for this repository yet: ask it first.
+      const header = own || scope !== '' ? await authorization(url, scope) : undefined;
+      // Each host gets only the authorization it asked for itself: never another host's.
+      return dispatch(req, url, header ? { ...req.headers, authorization: header } : { ...req.headers });
+    };
+    const response = await withAuth();
+    if (response.status !== 401) return response;
+
+    const challenges = parseWwwAuthenticate(response.headers['www-authenticate']);
+    const bearer = challenges.find((c) => c.scheme === 'bearer' && c.params.realm);
+    const basic = challenges.find((c) => c.scheme === 'basic');
+    const previous = authByOrigin.get(url.origin);
+    if (bearer?.params.realm) {
+      const state: AuthState = {
+        scheme: 'bearer',
+        realm: bearer.params.realm,
+        service: bearer.params.service,
+      };
+      authByOrigin.set(url.origin, state);
+      scope = bearer.params.scope ?? scope;
+      if (!own) foreignScopes.set(repositoryKey, scope);
+      // A token we already sent was refused: fetch a fresh one instead of the cached one.
+      if (previous?.scheme === 'bearer') (own ? ownTokens : foreignTokens).forget(state, scope);
+    } else if (basic && own && options.credentials && previous?.scheme !== 'basic') {
+      authByOrigin.set(url.origin, { scheme: 'basic' });
+    } else {
+      return response; // nothing more we can offer: the client sees the registry's 401
+    }
+    await discard(response);
+    return withAuth();
   }
 
   async function dispatch(req: UpstreamRequest, url: URL, headers: Record<string, string>) {
@@ -167,6 +180,11 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
     send,
     close: () => agent.close(),
   };
+}
+
+/** `/v2/<repository>/` of a registry API path, the part token scopes are about. */
+function repositoryPathOf(pathname: string): string {
+  return /^(.*\/v2\/.+?)\/(?:manifests|blobs|tags|referrers)\//.exec(pathname)?.[1] ?? pathname;
 }
 
 async function discard(response: UpstreamResponse): Promise<void> {

@@ -11,6 +11,7 @@ import {
   OCI_MANIFEST,
   RegistryContent,
   registryHandlers,
+  sha256,
   TokenIssuer,
 } from '../support/fake-registry.js';
 import { firstError, type OciErrorBody } from '../support/http-client.js';
@@ -171,6 +172,62 @@ describe('a Docker-Hub-like upstream (Bearer token realm, blob redirects to a CD
       await badProxy.close();
       await Promise.all([badAuth.close(), badRegistry.close()]);
     }
+  });
+});
+
+describe('an upstream that redirects every request to another registry (registry.k8s.io → Artifact Registry)', () => {
+  const artifactContent = new RegistryContent();
+  const image = artifactContent.addImage('k8s-artifacts-prod/images/pause', '3.9');
+  const artifactTokens = new TokenIssuer({ expiresIn: 300 });
+  let front: LoopbackServer;
+  let artifact: LoopbackServer;
+  let realm: LoopbackServer;
+  let proxy: TestProxy;
+
+  beforeAll(async () => {
+    realm = await startLoopback(...artifactTokens.handlers());
+    artifact = await startLoopback(
+      ...registryHandlers(artifactContent, {
+        auth: { kind: 'bearer', realm: `${realm.url}/token`, service: 'artifact', tokens: artifactTokens },
+      }),
+    );
+    front = await startLoopback(
+      http.all('/v2/*', ({ request }) => {
+        const path = new URL(request.url).pathname.replace(/^\/v2\//, '/v2/k8s-artifacts-prod/images/');
+        return new HttpResponse(null, { status: 307, headers: { location: `${artifact.url}${path}` } });
+      }),
+    );
+    proxy = await startProxy({
+      registries: {
+        'docker.io': { url: 'http://127.0.0.1:9' },
+        'registry.k8s.io': { url: front.url, username: 'k8s-user', password: 'k8s-secret' },
+      },
+    });
+  });
+  afterAll(async () => {
+    await proxy.close();
+    await Promise.all([front.close(), artifact.close(), realm.close()]);
+  });
+
+  it("answers the redirect target's own challenge, with anonymous tokens of its scope", async () => {
+    const manifest = await fetch(`${proxy.url}/v2/pause/manifests/3.9?ns=registry.k8s.io`);
+    expect(manifest.status).toBe(200);
+    expect(manifest.headers.get('docker-content-digest')).toBe(image.manifest);
+    await manifest.arrayBuffer();
+    for (const digest of [image.layer, image.config]) {
+      const blob = await fetch(`${proxy.url}/v2/pause/blobs/${digest}?ns=registry.k8s.io`);
+      expect(blob.status).toBe(200);
+      expect(sha256(Buffer.from(await blob.arrayBuffer()))).toBe(digest);
+    }
+    // One token for the target's scope, fetched without our credentials, reused for every request.
+    expect(realm.requests).toHaveLength(1);
+    expect(new URLSearchParams(realm.requests[0]!.search).get('scope')).toBe(
+      'repository:k8s-artifacts-prod/images/pause:pull',
+    );
+    expect(realm.requests[0]!.headers.authorization).toBeUndefined();
+    // The registry that redirected never saw a token; the target saw ours only after its challenge.
+    expect(front.requests.every((r) => r.headers.authorization === undefined)).toBe(true);
+    expect(artifact.requests.filter((r) => r.headers.authorization === undefined)).toHaveLength(1);
   });
 });
 

@@ -3,9 +3,7 @@
  * platforms) into the cache through the same pull layer that serves clients, reporting progress as
  * a bar on a terminal or JSON lines otherwise.
  */
-import type { Readable } from 'node:stream';
-import { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { readAll } from './chunk-source.js';
 import type { Config } from './config.js';
 import { MEDIA_TYPES } from './content.js';
 import type { Puller } from './pull/puller.js';
@@ -117,24 +115,11 @@ export async function warmImage(
   const worker = async () => {
     for (let digest = queue.shift(); digest; digest = queue.shift()) {
       const answer = await puller.blob(route, digest, { head: false, range: null });
-      await drain(answer.stream!, onBytes);
+      await readAll(answer.source!, (chunk) => onBytes(chunk.length));
       bytes += answer.size;
       report({ event: 'blob', reference, digest, size: answer.size, cache: answer.cache });
     }
   };
   await Promise.all(Array.from({ length: options.concurrency ?? 3 }, worker));
   return { blobs: blobs.size, bytes };
-}
-
-/** Reads a blob stream to its end, counting bytes (the cache keeps them; we only pull them through). */
-async function drain(stream: Readable, onBytes: (bytes: number) => void): Promise<void> {
-  await pipeline(
-    stream,
-    new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        onBytes(chunk.length);
-        callback();
-      },
-    }),
-  );
 }

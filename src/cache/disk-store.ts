@@ -13,7 +13,7 @@
  */
 import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import type { ChunkSource } from '../chunk-source.js';
 import type { ByteRange, Manifest } from '../content.js';
 import { DIGEST_ALGORITHMS, type Digest, parseDigest } from '../digest.js';
 import { LruIndex } from './lru-index.js';
@@ -49,7 +49,6 @@ export interface DiskStoreOptions {
 const STALE_TEMP_MS = 10 * 60_000;
 // Persisting last use costs a syscall; once a minute per entry is plenty for LRU ordering.
 const TOUCH_INTERVAL_MS = 60_000;
-const READ_CHUNK_BYTES = 1024 * 1024; // 1 MiB reads: 3× the throughput of the 64 KiB default
 
 export type DiskStore = ReturnType<typeof createDiskStore>;
 
@@ -149,19 +148,19 @@ export function createDiskStore(options: DiskStoreOptions) {
       return info.size;
     },
 
-    /** The cached blob (or a range of it), pinned against eviction until the stream closes. */
+    /** The cached blob (or a range of it), pinned against eviction until the source closes. */
     async openBlob(
       digest: string,
       range: (size: number) => ByteRange | null,
     ): Promise<{
       size: number;
       range: ByteRange | null;
-      stream: Readable;
+      source: ChunkSource;
     } | null> {
       const path = contentPath('blobs', parseDigest(digest));
       const key = blobKey(digest);
       const release = index.pin(key);
-      const opened = await openPinnedRead(path, range, READ_CHUNK_BYTES, release);
+      const opened = await openPinnedRead(path, range, release);
       if (!opened) {
         forget(key);
         return null;

@@ -1,23 +1,19 @@
-/** @module Opens a cached file for streaming (whole or a range) and holds a pin on it until the stream closes. */
+/** @module Opens a cached file for reading (whole or a range), holding a pin on it until the source closes. */
 import { open } from 'node:fs/promises';
-import { Readable } from 'node:stream';
+import { type ChunkSource, emptySource } from '../chunk-source.js';
 import type { ByteRange } from '../content.js';
-import { createFileStream } from './file-stream.js';
-
-// Two reads ahead: one being written to the socket, one being read from disk.
-const READ_AHEAD = 2;
+import { createFileSource } from './file-source.js';
 
 /**
- * The file's size and a stream of the asked range; null (pin released) when the file is gone.
- * The descriptor is opened first, so a concurrent eviction or rename cannot cut the stream short.
+ * The file's size and a source of the asked range; null (pin released) when the file is gone.
+ * The descriptor is opened first, so a concurrent eviction or rename cannot cut the read short.
  * `range` may throw (416): the pin is released and the error passed on.
  */
 export async function openPinnedRead(
   path: string,
   range: (size: number) => ByteRange | null,
-  chunkBytes: number,
   release: () => void,
-): Promise<{ size: number; range: ByteRange | null; stream: Readable } | null> {
+): Promise<{ size: number; range: ByteRange | null; source: ChunkSource } | null> {
   let handle: Awaited<ReturnType<typeof open>>;
   try {
     handle = await open(path, 'r');
@@ -30,18 +26,14 @@ export async function openPinnedRead(
     const { size } = await handle.stat();
     const part = range(size);
     if (size === 0) {
-      // createReadStream cannot express "no bytes" (end is inclusive).
       await handle.close();
-      const stream = Readable.from([]);
-      stream.once('close', release);
-      return { size, range: part, stream };
+      return { size, range: part, source: emptySource(release) };
     }
-    const stream = createFileStream(handle, part?.start ?? 0, part ? part.end : size - 1, {
-      chunkBytes,
-      depth: READ_AHEAD,
-    });
-    stream.once('close', release);
-    return { size, range: part, stream };
+    return {
+      size,
+      range: part,
+      source: createFileSource(handle, part?.start ?? 0, part ? part.end : size - 1, release),
+    };
   } catch (error) {
     await handle.close().catch(() => {});
     release();

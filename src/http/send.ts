@@ -1,36 +1,95 @@
 /**
- * @module Writes a streamed body straight to Node's response (no web-stream detour on the hot path).
- * When the source fails mid-body the connection is destroyed, so the client sees a broken transfer,
- * never a complete-looking short one.
+ * @module Writes blob bodies straight to Node's response, with a few recycled buffers per response:
+ * the next chunk is read while the previous one is written, and a buffer is reused once the socket
+ * has taken its bytes. When the source fails mid-body the connection is destroyed, so the client
+ * sees a broken transfer, never a complete-looking short one.
  */
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { ServerResponse } from 'node:http';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Context } from 'hono';
+import { type ChunkSource, toReadable } from '../chunk-source.js';
 import type { Env } from './env.js';
 
-export function sendStream(
+const CHUNK_BYTES = 512 * 1024; // 512 KiB per write: big enough for throughput, small per client
+const BUFFERS = 3; // one being read, one being written, one queued in the socket
+const READ_AHEAD = 2;
+
+export function sendSource(
   c: Context<Env>,
   status: number,
   headers: Record<string, string>,
-  stream: Readable | null,
+  source: ChunkSource | null,
 ): Response {
   const outgoing = c.env?.outgoing;
   if (!outgoing) {
     // In-process requests (app.request in unit tests) have no Node response to write to.
-    return new Response(stream ? (Readable.toWeb(stream) as ReadableStream) : null, { status, headers });
+    const body = source ? (toReadable(source) as unknown as ReadableStream) : null;
+    return new Response(body, { status, headers });
   }
   outgoing.writeHead(status, { ...headers, 'x-request-id': c.get('requestId') ?? '' });
-  if (!stream) {
+  if (!source) {
     outgoing.end();
     return RESPONSE_ALREADY_SENT;
   }
-  pipeline(stream, outgoing).catch(() => {
-    // A client that went away, or a source that failed: either way the socket must not look complete.
-    if (!outgoing.destroyed) outgoing.destroy();
-    stream.destroy();
-  });
+  // Headers go out now, not with the first chunk: a client waiting on a download sees its answer
+  // start, and a download that then fails verification is a visibly broken transfer.
+  outgoing.flushHeaders();
+  pump(source, outgoing).then(
+    () => outgoing.end(),
+    () => {
+      // A client that went away, or a source that failed: either way the socket must not look complete.
+      if (!outgoing.destroyed) outgoing.destroy();
+    },
+  );
   return RESPONSE_ALREADY_SENT;
+}
+
+async function pump(source: ChunkSource, outgoing: ServerResponse): Promise<void> {
+  const size = Math.max(1, Math.min(CHUNK_BYTES, source.length));
+  const free: Buffer[] = Array.from({ length: Math.min(BUFFERS, Math.ceil(source.length / size) + 1) }, () =>
+    Buffer.allocUnsafe(size),
+  );
+  const reads: Promise<[Buffer, number]>[] = [];
+  let requested = 0;
+  let wake: (() => void) | null = null;
+  const signal = () => {
+    wake?.();
+    wake = null;
+  };
+  const gone = new Promise<never>((_, reject) => {
+    outgoing.once('close', () => reject(new Error('client went away')));
+  });
+  gone.catch(() => {});
+  outgoing.on('drain', signal);
+
+  try {
+    for (;;) {
+      while (reads.length < READ_AHEAD && requested < source.length && free.length > 0) {
+        const buffer = free.pop()!;
+        requested += Math.min(buffer.length, source.length - requested);
+        const read = source.read(buffer).then((n): [Buffer, number] => [buffer, n]);
+        read.catch(() => {});
+        reads.push(read);
+      }
+      const next = reads.shift();
+      if (!next) {
+        if (requested >= source.length) return;
+        await Promise.race([new Promise<void>((resolve) => (wake = resolve)), gone]);
+        continue;
+      }
+      const [buffer, n] = await Promise.race([next, gone]);
+      if (n === 0) throw new Error('source ended early');
+      const flushed = outgoing.write(n === buffer.length ? buffer : buffer.subarray(0, n), () => {
+        free.push(buffer); // the socket has the bytes: the buffer can be filled again
+        signal();
+      });
+      if (!flushed) await Promise.race([new Promise<void>((resolve) => (wake = resolve)), gone]);
+    }
+  } finally {
+    outgoing.off('drain', signal);
+    await Promise.allSettled(reads);
+    await source.close();
+  }
 }
 
 /** The request path exactly as the client sent it (the URL parser would resolve `..` silently). */

@@ -13,7 +13,7 @@ import { assertTag } from '../reference.js';
 import { type Route, resolveRoute } from '../routing.js';
 import { mergeAccept } from './accept.js';
 import type { Env, PullInfo } from './env.js';
-import { headerValues, rawPath, sendStream } from './send.js';
+import { headerValues, rawPath, sendSource } from './send.js';
 import { parseV2Path } from './v2-path.js';
 
 export const API_VERSION_HEADER = { 'docker-distribution-api-version': 'registry/2.0' };
@@ -79,7 +79,7 @@ export function createV2Handler({ config, puller }: V2Deps) {
         const range = parseRangeHeader(c.req.header('range'));
         const answer = await puller.blob(route, endpoint.digest, { head, range });
         info.cache = answer.cache;
-        return sendStream(c, answer.range ? 206 : 200, { ...base, ...blobHeaders(answer) }, answer.stream);
+        return sendSource(c, answer.range ? 206 : 200, { ...base, ...blobHeaders(answer) }, answer.source);
       }
       case 'tags': {
         const query = listingQuery(c, ['n', 'last']);

@@ -12,7 +12,7 @@ import { RegistryError } from '../errors.js';
 import type { Route } from '../routing.js';
 import type { Upstreams } from '../upstream/upstreams.js';
 import { BlobDownload, type UpstreamPart } from './blob-download.js';
-import { DownloadReader } from './download-reader.js';
+import { createDownloadSource } from './download-source.js';
 import { createLimiter } from './limiter.js';
 import type { BlobAnswer, PullEvents } from './types.js';
 
@@ -111,7 +111,7 @@ export function createBlobs({
       digest,
       size,
       range,
-      stream: options.head ? null : new DownloadReader(download, range?.start ?? 0, range?.end ?? size - 1),
+      source: options.head ? null : createDownloadSource(download, range?.start ?? 0, range?.end ?? size - 1),
       passed: {},
       cache: 'miss',
     };
@@ -128,7 +128,7 @@ export function createBlobs({
       if (options.head) {
         const size = await store.statBlob(digest);
         if (size !== null)
-          return { digest, size, range: rangeOf(size), stream: null, passed: {}, cache: 'hit' };
+          return { digest, size, range: rangeOf(size), source: null, passed: {}, cache: 'hit' };
       } else {
         const cached = await store.openBlob(digest, rangeOf);
         if (cached) return { digest, ...cached, passed: {}, cache: 'hit' };
@@ -150,7 +150,7 @@ export function createBlobs({
             `upstream registry ${route.registry} sent no blob length`,
           );
         }
-        return { digest, size, range: rangeOf(size), stream: null, passed: response.passed, cache: 'miss' };
+        return { digest, size, range: rangeOf(size), source: null, passed: response.passed, cache: 'miss' };
       }
       return fromDownload(startDownload(route, digest), digest, options);
     },

@@ -1,5 +1,5 @@
 /** @module What the pull-through layer answers the HTTP layer with. */
-import type { Readable } from 'node:stream';
+import type { ChunkSource } from '../chunk-source.js';
 import type { ByteRange, ManifestHead } from '../content.js';
 
 /** What the pull layer reports as it works (metrics). */
@@ -25,7 +25,7 @@ export interface BlobAnswer {
   /** The part sent (206), or null for all of it. */
   range: ByteRange | null;
   /** Null for HEAD. */
-  stream: Readable | null;
+  source: ChunkSource | null;
   passed: Record<string, string>;
   cache: CacheOutcome;
 }

@@ -51,15 +51,17 @@ export async function startPullcache(options: PullcacheOptions): Promise<Pullcac
   const configFile = join(dir, 'config.yaml');
   await writeFile(configFile, configYaml(listen, storageDir, options));
 
+  // The CLI file itself, as installed: its shebang carries the node flags production runs with.
   const proc = startProcess(
     'pullcache',
-    process.execPath,
-    [CLI, 'serve', '--config', configFile, '--listen', listen, '--storage', storageDir],
+    CLI,
+    ['serve', '--config', configFile, '--listen', listen, '--storage', storageDir],
     { cwd: PROJECT_ROOT, logFile: join(dir, 'pullcache.log') },
   );
   const url = `http://${listen}`;
   try {
-    await waitForHttp(`${url}/v2/`, { process: proc, statuses: [200] });
+    // /healthz answers 200 even with client auth or an allow-list configured (/v2/ would be 401/403).
+    await waitForHttp(`${url}/healthz`, { process: proc, statuses: [200] });
   } catch (error) {
     await proc.stop();
     await removeDir(dir);

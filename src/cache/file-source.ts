@@ -1,0 +1,34 @@
+/** @module A byte range of an open cached file as a ChunkSource (positional reads, so reads may overlap). */
+import type { FileHandle } from 'node:fs/promises';
+import type { ChunkSource } from '../chunk-source.js';
+
+/** Bytes `start..end` (inclusive) of `handle`; closing closes the handle and calls `onClose`. */
+export function createFileSource(
+  handle: FileHandle,
+  start: number,
+  end: number,
+  onClose: () => void,
+): ChunkSource {
+  let next = start;
+  let closed: Promise<void> | null = null;
+  return {
+    length: end + 1 - start,
+    async read(buffer) {
+      const position = next;
+      const length = Math.max(0, Math.min(buffer.length, end + 1 - position));
+      next += length;
+      let filled = 0;
+      while (filled < length) {
+        const { bytesRead } = await handle.read(buffer, filled, length - filled, position + filled);
+        if (bytesRead === 0) throw new Error('cached file ended before its expected size');
+        filled += bytesRead;
+      }
+      return length;
+    },
+    close() {
+      // FileHandle.close waits for reads in flight, so a concurrent read never hits a reused descriptor.
+      closed ??= handle.close().finally(onClose);
+      return closed;
+    },
+  };
+}

@@ -1,0 +1,69 @@
+/**
+ * @module A client's view of a shared BlobDownload: bytes `start..end` from the growing temp file as
+ * they arrive. A source that ends at the blob's last byte holds that byte back until the whole blob
+ * has verified, so a client of a download that fails verification gets an aborted transfer, never a
+ * complete-looking wrong body. A range ending earlier is a part the client assembles and verifies
+ * itself (containerd's parallel range pulls): it is sent as soon as its bytes are there, and aborted
+ * like the others if the download fails first.
+ */
+import { once } from 'node:events';
+import { type FileHandle, open } from 'node:fs/promises';
+import type { ChunkSource } from '../chunk-source.js';
+import type { BlobDownload } from './blob-download.js';
+
+export function createDownloadSource(download: BlobDownload, start: number, end: number): ChunkSource {
+  let next = start;
+  let handle: Promise<FileHandle> | null = null;
+  let closed = false;
+
+  /** The temp file while the download runs; the final file if it was renamed before we opened it. */
+  const openFile = () => {
+    handle ??= open(download.tempPath, 'r').catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error;
+      return open(download.finalPath, 'r');
+    });
+    return handle;
+  };
+
+  /** Waits until bytes up to `until` (exclusive) may be sent. */
+  const waitFor = async (until: number) => {
+    const holdsLastByte = download.size === null || end === download.size - 1;
+    for (;;) {
+      if (download.state === 'failed') throw download.error ?? new Error('download failed');
+      if (closed) throw new Error('source closed');
+      if (download.state === 'verified') return;
+      if (download.available >= until && !(holdsLastByte && until > end)) return;
+      await once(download, 'change');
+    }
+  };
+
+  return {
+    length: end + 1 - start,
+    async read(buffer) {
+      const position = next;
+      const length = Math.max(0, Math.min(buffer.length, end + 1 - position));
+      next += length;
+      if (length === 0) {
+        await waitFor(end + 1); // the end of a whole blob is only told once it verified
+        return 0;
+      }
+      await waitFor(position + length);
+      const file = await openFile();
+      let filled = 0;
+      while (filled < length) {
+        const { bytesRead } = await file.read(buffer, filled, length - filled, position + filled);
+        if (bytesRead === 0) throw new Error('cached bytes vanished while reading');
+        filled += bytesRead;
+      }
+      return length;
+    },
+    async close() {
+      closed = true;
+      download.emit('change'); // wake a read waiting for bytes, so it sees the source is closed
+      const file = handle;
+      handle = Promise.reject(new Error('source closed'));
+      handle.catch(() => {});
+      await (await file?.catch(() => null))?.close();
+    },
+  };
+}

@@ -5,7 +5,6 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import bcrypt from 'bcryptjs';
 import type { MiddlewareHandler } from 'hono';
 import { LRUCache } from 'lru-cache';
 import { createAllowList } from '../cidr.js';
@@ -68,7 +67,10 @@ export function clientAccess(config: Pick<Config, 'auth' | 'allowedClients'>): M
     const decoded = Buffer.from(value, 'base64').toString('utf8');
     const colon = decoded.indexOf(':');
     const hash = users.get(decoded.slice(0, colon));
-    if (colon < 1 || !hash || !(await bcrypt.compare(decoded.slice(colon + 1), hash))) return false;
+    if (colon < 1 || !hash) return false;
+    // Loaded on first use: most deployments have no client auth and need not carry it in memory.
+    const bcrypt = (await import('bcryptjs')).default;
+    if (!(await bcrypt.compare(decoded.slice(colon + 1), hash))) return false;
     verified.set(key, true);
     return true;
   }

@@ -2,6 +2,21 @@
 import type { FileHandle } from 'node:fs/promises';
 import type { ChunkSource } from '../chunk-source.js';
 
+/** Fills `buffer[0..length)` from `position` of the file; a file shorter than that is an error. */
+export async function readFully(
+  handle: FileHandle,
+  buffer: Buffer,
+  length: number,
+  position: number,
+): Promise<void> {
+  let filled = 0;
+  while (filled < length) {
+    const { bytesRead } = await handle.read(buffer, filled, length - filled, position + filled);
+    if (bytesRead === 0) throw new Error('cached file ended before its expected size');
+    filled += bytesRead;
+  }
+}
+
 /** Bytes `start..end` (inclusive) of `handle`; closing closes the handle and calls `onClose`. */
 export function createFileSource(
   handle: FileHandle,
@@ -17,12 +32,7 @@ export function createFileSource(
       const position = next;
       const length = Math.max(0, Math.min(buffer.length, end + 1 - position));
       next += length;
-      let filled = 0;
-      while (filled < length) {
-        const { bytesRead } = await handle.read(buffer, filled, length - filled, position + filled);
-        if (bytesRead === 0) throw new Error('cached file ended before its expected size');
-        filled += bytesRead;
-      }
+      await readFully(handle, buffer, length, position);
       return length;
     },
     close() {

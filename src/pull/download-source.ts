@@ -8,6 +8,7 @@
  */
 import { once } from 'node:events';
 import { type FileHandle, open } from 'node:fs/promises';
+import { readFully } from '../cache/file-source.js';
 import type { ChunkSource } from '../chunk-source.js';
 import type { BlobDownload } from './blob-download.js';
 
@@ -48,13 +49,7 @@ export function createDownloadSource(download: BlobDownload, start: number, end:
         return 0;
       }
       await waitFor(position + length);
-      const file = await openFile();
-      let filled = 0;
-      while (filled < length) {
-        const { bytesRead } = await file.read(buffer, filled, length - filled, position + filled);
-        if (bytesRead === 0) throw new Error('cached bytes vanished while reading');
-        filled += bytesRead;
-      }
+      await readFully(await openFile(), buffer, length, position);
       return length;
     },
     async close() {

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the e2e suite (test/e2e) runs against: docker-registry (distribution 2.8), skopeo,
-# containerd + ctr, htpasswd, openssl and curl, from Debian's own archive. Idempotent: when every
-# binary is already on PATH it touches nothing. Meant for CI, as root (sudo is used when not root).
+# containerd + ctr, the Docker Engine (dockerd 20.10, its CLI at /usr/bin/docker), podman, htpasswd,
+# openssl and curl, from Debian's own archive. Idempotent: when every binary is already there it
+# touches nothing. Meant for CI, as root (sudo is used when not root).
 set -euo pipefail
 
-binaries=(docker-registry skopeo containerd ctr htpasswd openssl curl)
-packages=(docker-registry skopeo containerd apache2-utils openssl curl)
+# /usr/bin/docker, not `docker`: another docker CLI may come first on PATH (the tests use this one).
+binaries=(docker-registry skopeo containerd ctr dockerd /usr/bin/docker podman htpasswd openssl curl)
+packages=(docker-registry skopeo containerd docker.io podman apache2-utils openssl curl)
 
 missing=()
 for bin in "${binaries[@]}"; do
@@ -23,7 +25,7 @@ if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -q
 # Recommends add nothing the suite uses. Where systemd runs, the packages also start system
-# services (containerd, docker-registry on :5000); the suite ignores them and starts its own.
+# services (containerd, docker-registry on :5000, dockerd); the suite ignores them and starts its own.
 "${sudo[@]}" apt-get install -y -q --no-install-recommends "${packages[@]}"
 
 for bin in "${binaries[@]}"; do

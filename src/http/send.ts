@@ -35,7 +35,7 @@ export function sendSource(
   // start, and a download that then fails verification is a visibly broken transfer.
   outgoing.flushHeaders();
   pump(source, outgoing).then(
-    () => outgoing.end(),
+    () => {},
     () => {
       // A client that went away, or a source that failed: either way the socket must not look complete.
       if (!outgoing.destroyed) outgoing.destroy();
@@ -51,6 +51,7 @@ async function pump(source: ChunkSource, outgoing: ServerResponse): Promise<void
   );
   const reads: Promise<[Buffer, number]>[] = [];
   let requested = 0;
+  let written = 0;
   let wake: (() => void) | null = null;
   const signal = () => {
     wake?.();
@@ -73,12 +74,18 @@ async function pump(source: ChunkSource, outgoing: ServerResponse): Promise<void
       }
       const next = reads.shift();
       if (!next) {
-        if (requested >= source.length) return;
         await Promise.race([new Promise<void>((resolve) => (wake = resolve)), gone]);
         continue;
       }
       const [buffer, n] = await Promise.race([next, gone]);
       if (n === 0) throw new Error('source ended early');
+      written += n;
+      if (written === source.length) {
+        // The last chunk ends the response in the same call: the client may close as soon as it
+        // has the bytes, and the response must be complete (not aborted) by then.
+        outgoing.end(n === buffer.length ? buffer : buffer.subarray(0, n));
+        return;
+      }
       const flushed = outgoing.write(n === buffer.length ? buffer : buffer.subarray(0, n), () => {
         free.push(buffer); // the socket has the bytes: the buffer can be filled again
         signal();

@@ -120,6 +120,7 @@ describe('request log', () => {
       client: '127.0.0.1',
     });
     expect(hit.bytes).toBeGreaterThan(5000);
+    expect(hit).not.toHaveProperty('aborted');
     expect(typeof hit.ms).toBe('number');
     expect(String(hit.reqId)).toMatch(/^[0-9a-f-]{36}$/);
     const missing = lines.find((l) => String(l.path).endsWith('/manifests/missing'))!;

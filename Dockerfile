@@ -44,5 +44,5 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
 # The node flag is the one in dist/cli.js's shebang (a small young generation: lower peak memory).
 # Exec form: node is PID 1 and gets SIGTERM itself (graceful shutdown within limits.shutdownGrace);
 # it starts no child processes, so it needs no init (`docker run --init` adds one if you prefer).
-ENTRYPOINT ["node", "--max-semi-space-size=2", "/app/dist/cli.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=8", "/app/dist/cli.js"]
 CMD ["serve"]

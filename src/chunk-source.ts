@@ -9,6 +9,11 @@ export interface ChunkSource {
   /** Bytes this source yields in all. */
   readonly length: number;
   /**
+   * How a reader should buffer: chunk size and how many buffers. A download followed by many
+   * clients at once wants less per client than a cached file served to a few.
+   */
+  readonly buffering?: { chunkBytes: number; buffers: number };
+  /**
    * Fills `buffer` (up to its length) with the next bytes and resolves how many; 0 at the end.
    * Calls may overlap: each takes the next bytes in the order of the calls.
    */

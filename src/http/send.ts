@@ -45,8 +45,9 @@ export function sendSource(
 }
 
 async function pump(source: ChunkSource, outgoing: ServerResponse): Promise<void> {
-  const size = Math.max(1, Math.min(CHUNK_BYTES, source.length));
-  const free: Buffer[] = Array.from({ length: Math.min(BUFFERS, Math.ceil(source.length / size) + 1) }, () =>
+  const { chunkBytes, buffers } = source.buffering ?? { chunkBytes: CHUNK_BYTES, buffers: BUFFERS };
+  const size = Math.max(1, Math.min(chunkBytes, source.length));
+  const free: Buffer[] = Array.from({ length: Math.min(buffers, Math.ceil(source.length / size) + 1) }, () =>
     Buffer.allocUnsafe(size),
   );
   const reads: Promise<[Buffer, number]>[] = [];

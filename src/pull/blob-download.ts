@@ -5,7 +5,6 @@
  * A broken connection is resumed with a Range request; bytes that do not verify fail every reader
  * and nothing is stored. Clients going away never cancel it: the cache still wants the blob.
  */
-import { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TempFile } from '../cache/temp-file.js';
@@ -41,7 +40,7 @@ const RESUME_BACKOFF_MS = 200;
 
 export type DownloadState = 'running' | 'verified' | 'failed';
 
-export class BlobDownload extends EventEmitter {
+export class BlobDownload {
   readonly digest: Digest;
   /** Total size, once the upstream has answered (null if it never said). */
   size: number | null = null;
@@ -60,6 +59,9 @@ export class BlobDownload extends EventEmitter {
   attempts = 0;
 
   private current: Readable | null = null;
+  // One promise shared by everyone waiting for the next change: many clients following one download
+  // would otherwise each allocate a listener and a promise for every step of it.
+  private nextChange: { promise: Promise<void>; resolve: () => void } | null = null;
   private aborted: Error | null = null;
   private markReady!: () => void;
   private failReady!: (error: Error) => void;
@@ -67,8 +69,6 @@ export class BlobDownload extends EventEmitter {
   private failFinished!: (error: Error) => void;
 
   constructor(private readonly deps: DownloadDeps) {
-    super();
-    this.setMaxListeners(0); // one listener per waiting client
     this.digest = deps.digest;
     this.ready = new Promise((resolve, reject) => {
       this.markReady = resolve;
@@ -81,6 +81,23 @@ export class BlobDownload extends EventEmitter {
     // Nobody may be listening when these settle: the download runs for the cache alone.
     this.ready.catch(() => {});
     this.finished.catch(() => {});
+  }
+
+  /** Resolves at the next change of `available` or `state`. */
+  changed(): Promise<void> {
+    if (!this.nextChange) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.nextChange = { promise, resolve };
+    }
+    return this.nextChange.promise;
+  }
+
+  /** Wakes everyone waiting in changed(). */
+  notify(): void {
+    const waiting = this.nextChange;
+    this.nextChange = null;
+    waiting?.resolve();
   }
 
   /** Stops the download (shutdown): readers fail, the temp file is removed, nothing is stored. */
@@ -113,7 +130,7 @@ export class BlobDownload extends EventEmitter {
     this.state = 'verified';
     this.markReady();
     this.markFinished();
-    this.emit('change');
+    this.notify();
     try {
       await this.deps.commit(temp);
     } catch (error) {
@@ -178,7 +195,7 @@ export class BlobDownload extends EventEmitter {
       await temp.writeAll(chunks);
       this.deps.onBytes?.(chunks.reduce((sum, c) => sum + c.length, 0));
       this.available = temp.size;
-      this.emit('change');
+      this.notify();
     };
     try {
       for await (const data of part.stream as AsyncIterable<Buffer>) {
@@ -210,7 +227,7 @@ export class BlobDownload extends EventEmitter {
     this.error = error;
     this.failReady(error);
     this.failFinished(error);
-    this.emit('change');
+    this.notify();
   }
 }
 

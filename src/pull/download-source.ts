@@ -6,7 +6,6 @@
  * itself (containerd's parallel range pulls): it is sent as soon as its bytes are there, and aborted
  * like the others if the download fails first.
  */
-import { once } from 'node:events';
 import { type FileHandle, open } from 'node:fs/promises';
 import { readFully } from '../cache/file-source.js';
 import type { ChunkSource } from '../chunk-source.js';
@@ -34,12 +33,15 @@ export function createDownloadSource(download: BlobDownload, start: number, end:
       if (closed) throw new Error('source closed');
       if (download.state === 'verified') return;
       if (download.available >= until && !(holdsLastByte && until > end)) return;
-      await once(download, 'change');
+      await download.changed();
     }
   };
 
   return {
     length: end + 1 - start,
+    // Clients of one download move in step with it: two small buffers each keep them fed, and many
+    // of them at once (a rollout) cost little memory.
+    buffering: { chunkBytes: 256 * 1024, buffers: 2 },
     async read(buffer) {
       const position = next;
       const length = Math.max(0, Math.min(buffer.length, end + 1 - position));
@@ -54,7 +56,7 @@ export function createDownloadSource(download: BlobDownload, start: number, end:
     },
     async close() {
       closed = true;
-      download.emit('change'); // wake a read waiting for bytes, so it sees the source is closed
+      download.notify(); // wake a read waiting for bytes, so it sees the source is closed
       const file = handle;
       handle = Promise.reject(new Error('source closed'));
       handle.catch(() => {});

@@ -4,6 +4,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
+import { get, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HttpResponse, http } from 'msw';
@@ -11,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryContent, registryHandlers, sha256 } from '../support/fake-registry.js';
 import { firstError, rawRequest } from '../support/http-client.js';
 import { type LoopbackServer, startLoopback } from '../support/msw-loopback.js';
-import { startProxy } from '../support/proxy.js';
+import { settled, startProxy } from '../support/proxy.js';
 
 const content = new RegistryContent();
 const image = content.addImage('library/slow', '1.0');
@@ -127,6 +128,28 @@ describe('limits', () => {
       );
       expect(bodies.map((body) => sha256(body))).toEqual(digests);
       expect(peak).toBe(2);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
+describe('slow clients', () => {
+  it('cannot hold an upstream download hostage: it completes and is stored while one client stops reading', async () => {
+    const proxy = await startProxy({ registries: { 'docker.io': { url: registry.url } } });
+    try {
+      const digest = addBlob(8 * 1024 * 1024); // ~2.5 s upstream, more than socket buffers hold
+      const url = `${proxy.url}/v2/slow/blobs/${digest}`;
+      // A client that takes its headers and then reads nothing more.
+      const stalled = await new Promise<IncomingMessage>((resolve, reject) =>
+        get(url, resolve).on('error', reject),
+      );
+      stalled.pause();
+      const body = Buffer.from(await (await fetch(url)).arrayBuffer());
+      expect(sha256(body)).toBe(digest);
+      await settled(proxy.url);
+      expect(filesUnder(join(proxy.storage, 'blobs'))).toContain(digest.slice(7));
+      stalled.destroy();
     } finally {
       await proxy.close();
     }

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the e2e suite (test/e2e) runs against: docker-registry (distribution 2.8), skopeo,
 # containerd + ctr, the Docker Engine (dockerd 20.10, its CLI at /usr/bin/docker), podman, htpasswd,
-# openssl and curl, from Debian's own archive. Idempotent: when every binary is already there it
-# touches nothing. Meant for CI, as root (sudo is used when not root).
+# openssl, curl and jq (the CI recipes' daemon.json merge), from Debian's own archive. Idempotent:
+# when every binary is already there it touches nothing. Meant for CI, as root (sudo when not root).
 set -euo pipefail
 
 # /usr/bin/docker, not `docker`: another docker CLI may come first on PATH (the tests use this one).
-binaries=(docker-registry skopeo containerd ctr dockerd /usr/bin/docker podman htpasswd openssl curl)
-packages=(docker-registry skopeo containerd docker.io podman apache2-utils openssl curl)
+binaries=(docker-registry skopeo containerd ctr dockerd /usr/bin/docker podman htpasswd openssl curl jq)
+packages=(docker-registry skopeo containerd docker.io podman apache2-utils openssl curl jq)
 
 missing=()
 for bin in "${binaries[@]}"; do

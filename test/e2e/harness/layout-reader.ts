@@ -17,6 +17,25 @@ type BlobPath = (digest: string) => Promise<string>;
 
 /** An OCI layout written by `skopeo copy … oci:DIR:TAG`. */
 export async function readOciLayout(dir: string, tag: string): Promise<ImageDigests> {
+  return readImage(await taggedEntry(dir, tag), ociBlobPath(dir));
+}
+
+/**
+ * The one platform's image that `skopeo copy` without `--all` writes to `oci:DIR:TAG`: its
+ * manifest (tagged in index.json), config and layers, every file checked against its digest.
+ */
+export async function readOciImage(dir: string, tag: string): Promise<Omit<PlatformImage, 'platform'>> {
+  const entry = await taggedEntry(dir, tag);
+  const pathOf = ociBlobPath(dir);
+  const manifest = JSON.parse(await readVerified(await pathOf(entry.digest), entry.digest)) as Manifest;
+  if (!manifest.config) throw new Error(`${entry.digest}: not an image manifest`);
+  const config = pick(manifest.config);
+  const layers = (manifest.layers ?? []).map(pick);
+  for (const blob of [config, ...layers]) await checkBlob(await pathOf(blob.digest), blob.digest);
+  return { manifest: pick(entry), config, layers };
+}
+
+async function taggedEntry(dir: string, tag: string): Promise<Descriptor> {
   const top = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as Manifest;
   const entry = top.manifests?.find(
     (m) =>
@@ -24,7 +43,11 @@ export async function readOciLayout(dir: string, tag: string): Promise<ImageDige
       tag,
   );
   if (!entry) throw new Error(`${dir}: no manifest tagged ${tag} in index.json`);
-  return readImage(entry, async (digest) => join(dir, 'blobs', ...digest.split(':')));
+  return entry;
+}
+
+function ociBlobPath(dir: string): BlobPath {
+  return async (digest) => join(dir, 'blobs', ...digest.split(':'));
 }
 
 /**

@@ -2,6 +2,7 @@
 
 // As FIELD-NOTES say: vfs storage, a file events backend, cgroupfs. It reads the registries.conf
 // named by CONTAINERS_REGISTRIES_CONF; everything else (policy.json) is the machine's.
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from './command.js';
 import { makeTempDir, removeDir } from './temp-dir.js';
@@ -54,4 +55,39 @@ export async function createPodman(env: NodeJS.ProcessEnv): Promise<Podman> {
       await removeDir(dir);
     },
   };
+}
+
+/**
+ * The same settings as configuration files in `dir`, for a script whose bare `podman …` cannot
+ * take the flags: podman 4.3 reads CONTAINERS_STORAGE_CONF (graphroot, runroot, driver) and
+ * CONTAINERS_CONF ([engine] events_logger, cgroup_manager, tmp_dir for --tmpdir, and
+ * image_copy_tmp_dir where layers are staged). Returns the variables naming them.
+ */
+export async function podmanConfigEnv(dir: string): Promise<NodeJS.ProcessEnv> {
+  const storageConf = join(dir, 'storage.conf');
+  const containersConf = join(dir, 'containers.conf');
+  const copyTmp = join(dir, 'copy-tmp');
+  await mkdir(copyTmp, { recursive: true });
+  await writeFile(
+    storageConf,
+    [
+      '[storage]',
+      'driver = "vfs"',
+      `graphroot = ${JSON.stringify(join(dir, 'root'))}`,
+      `runroot = ${JSON.stringify(join(dir, 'runroot'))}`,
+      '',
+    ].join('\n'),
+  );
+  await writeFile(
+    containersConf,
+    [
+      '[engine]',
+      'events_logger = "file"',
+      'cgroup_manager = "cgroupfs"',
+      `tmp_dir = ${JSON.stringify(join(dir, 'tmp'))}`,
+      `image_copy_tmp_dir = ${JSON.stringify(copyTmp)}`,
+      '',
+    ].join('\n'),
+  );
+  return { CONTAINERS_STORAGE_CONF: storageConf, CONTAINERS_CONF: containersConf };
 }

@@ -33,10 +33,6 @@ export function resolveRange(spec: RangeSpec, size: number): ByteRange {
   return { start: spec.start, end: Math.min(spec.end ?? size - 1, size - 1) };
 }
 
-export function formatRangeHeader(spec: RangeSpec): string {
-  return 'suffix' in spec ? `bytes=-${spec.suffix}` : `bytes=${spec.start}-${spec.end ?? ''}`;
-}
-
 /** Parses `Content-Range: bytes start-end/size` from an upstream's 206 answer. */
 export function parseContentRange(
   header: string | undefined,

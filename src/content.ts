@@ -1,5 +1,4 @@
 /** @module What a registry serves, as both the cache and the upstream describe it (the same face for both). */
-import type { Readable } from 'node:stream';
 
 /** Manifest media types a pull-through cache understands; anything else is passed on as bytes. */
 export const MEDIA_TYPES = {
@@ -27,14 +26,6 @@ export interface Manifest extends ManifestHead {
 export interface ByteRange {
   start: number;
   end: number;
-}
-
-export interface BlobBody {
-  /** Full size of the blob. */
-  size: number;
-  /** The part being sent, or null for the whole blob. */
-  range: ByteRange | null;
-  stream: Readable;
 }
 
 /** Headers an upstream sends that a client should see too (rate limits, retry hints). */

@@ -32,15 +32,6 @@ export function parseDigest(input: string): Digest {
   return { algorithm: alg, hex, value: input };
 }
 
-export function isDigest(input: string): boolean {
-  try {
-    parseDigest(input);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export function createDigester(algorithm: DigestAlgorithm): Hash {
   return createHash(algorithm);
 }

@@ -86,10 +86,9 @@ export function createDiskStore(options: DiskStoreOptions) {
     index.add(key, size);
     touchedAt.set(key, now());
     if (options.maxSize === null || index.totalBytes <= options.maxSize) return;
-    for (const victim of index.evictUntil(options.maxSize)) {
+    for (const { key: victim, size } of index.evictUntil(options.maxSize)) {
       const [kind, digest] = [victim.slice(0, victim.indexOf(':')), victim.slice(victim.indexOf(':') + 1)];
       const path = contentPath(kind === 'blob' ? 'blobs' : 'manifests', parseDigest(digest));
-      const size = (await stat(path).catch(() => null))?.size ?? 0;
       await rm(path, { force: true });
       touchedAt.delete(victim);
       evictions++;

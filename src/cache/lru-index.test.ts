@@ -8,7 +8,10 @@ describe('LruIndex', () => {
     index.add('b', 100);
     index.add('c', 100);
     index.touch('a');
-    expect(index.evictUntil(150)).toEqual(['b', 'c']);
+    expect(index.evictUntil(150)).toEqual([
+      { key: 'b', size: 100 },
+      { key: 'c', size: 100 },
+    ]);
     expect(index.totalBytes).toBe(100);
     expect(index.has('a')).toBe(true);
   });
@@ -19,12 +22,12 @@ describe('LruIndex', () => {
     index.add('b', 100);
     const release = index.pin('a');
     const again = index.pin('a');
-    expect(index.evictUntil(0)).toEqual(['b']);
+    expect(index.evictUntil(0)).toEqual([{ key: 'b', size: 100 }]);
     release();
     release(); // a second call of one release must not drop the other pin
     expect(index.isPinned('a')).toBe(true);
     again();
-    expect(index.evictUntil(0)).toEqual(['a']);
+    expect(index.evictUntil(0)).toEqual([{ key: 'a', size: 100 }]);
     expect(index.count).toBe(0);
   });
 

@@ -43,7 +43,7 @@ export class LruIndex {
     this.bytes += size;
   }
 
-  /** Adds an entry as the least recently used of those known (used while loading from disk, oldest last). */
+  /** Marks an entry as the most recently used. */
   touch(key: string): void {
     this.entries.get(key);
   }
@@ -73,18 +73,19 @@ export class LruIndex {
 
   /**
    * Picks least-recently-used, unpinned entries until the total would be at most `limit`, removes
-   * them from the index and returns their keys for the caller to delete from storage.
+   * them from the index and returns them for the caller to delete from storage.
    */
-  evictUntil(limit: number): string[] {
-    const victims: string[] = [];
+  evictUntil(limit: number): { key: string; size: number }[] {
+    const victims: { key: string; size: number }[] = [];
     let bytes = this.bytes;
     for (const key of this.entries.rkeys()) {
       if (bytes <= limit) break;
       if (this.pins.has(key)) continue;
-      bytes -= this.entries.peek(key)!.size;
-      victims.push(key);
+      const { size } = this.entries.peek(key)!;
+      bytes -= size;
+      victims.push({ key, size });
     }
-    for (const key of victims) this.remove(key);
+    for (const { key } of victims) this.remove(key);
     return victims;
   }
 }

@@ -1,6 +1,6 @@
 /** @module HTTP byte ranges (`Range: bytes=...`) for blobs: one range per request, as registries serve. */
 import type { ByteRange } from './content.js';
-import { RegistryError } from './errors.js';
+import { rangeNotSatisfiable } from './errors.js';
 
 /** A range as the client asked for it, before the blob's size is known. */
 export type RangeSpec = { start: number; end: number | null } | { suffix: number };
@@ -26,10 +26,10 @@ export function parseRangeHeader(header: string | undefined): RangeSpec | null {
 /** The inclusive byte range for a blob of `size` bytes; 416 when nothing of it is asked for. */
 export function resolveRange(spec: RangeSpec, size: number): ByteRange {
   if ('suffix' in spec) {
-    if (spec.suffix === 0 || size === 0) throw unsatisfiable(size);
+    if (spec.suffix === 0 || size === 0) throw rangeNotSatisfiable(size);
     return { start: Math.max(0, size - spec.suffix), end: size - 1 };
   }
-  if (spec.start >= size) throw unsatisfiable(size);
+  if (spec.start >= size) throw rangeNotSatisfiable(size);
   return { start: spec.start, end: Math.min(spec.end ?? size - 1, size - 1) };
 }
 
@@ -43,11 +43,4 @@ export function parseContentRange(
     range: { start: Number(match[1]), end: Number(match[2]) },
     size: match[3] === '*' ? null : Number(match[3]),
   };
-}
-
-function unsatisfiable(size: number): RegistryError {
-  return new RegistryError('RANGE_INVALID', 416, 'requested range not satisfiable', {
-    detail: { size },
-    headers: { 'content-range': `bytes */${size}` },
-  });
 }

@@ -69,6 +69,8 @@ export class RegistryError extends Error {
   }
 }
 
+// --- factories: every error a client can get is built here, so status and code stay consistent ---
+
 export const nameInvalid = (message: string, detail?: unknown) =>
   new RegistryError('NAME_INVALID', 400, message, { detail });
 export const tagInvalid = (message: string, detail?: unknown) =>
@@ -79,3 +81,68 @@ export const unsupported = (message: string, detail?: unknown) =>
   new RegistryError('UNSUPPORTED', 405, message, { detail });
 export const denied = (message: string, detail?: unknown) =>
   new RegistryError('DENIED', 403, message, { detail });
+export const rangeNotSatisfiable = (size: number) =>
+  new RegistryError('RANGE_INVALID', 416, 'requested range not satisfiable', {
+    detail: { size },
+    headers: { 'content-range': `bytes */${size}` },
+  });
+export const unauthorized = (message: string, headers?: Record<string, string>, detail?: unknown) =>
+  new RegistryError('UNAUTHORIZED', 401, message, { detail, ...(headers ? { headers } : {}) });
+/** A path that is not part of the pull API (404 with the spec's UNSUPPORTED code). */
+export const notFound = (message = 'not found: this path is not part of the registry API') =>
+  new RegistryError('UNSUPPORTED', 404, message);
+export const badRequest = (message: string, detail?: unknown) =>
+  new RegistryError('UNSUPPORTED', 400, message, { detail });
+
+interface UpstreamDetail {
+  /** Why, in a word or code (ECONNREFUSED, UND_ERR_HEADERS_TIMEOUT, ...): metrics and logs. */
+  reason?: string;
+  cause?: unknown;
+  headers?: Record<string, string>;
+  detail?: Record<string, unknown>;
+}
+
+const upstreamOptions = (registry: string, extra: UpstreamDetail) => ({
+  detail: { registry, ...(extra.reason !== undefined ? { reason: extra.reason } : {}), ...extra.detail },
+  ...(extra.cause !== undefined ? { cause: extra.cause } : {}),
+  ...(extra.headers ? { headers: extra.headers } : {}),
+});
+
+/** The upstream (or its token endpoint) could not be reached or broke off: 502 UNAVAILABLE. */
+export const upstreamUnavailable = (registry: string, message: string, extra: UpstreamDetail = {}) =>
+  new RegistryError('UNAVAILABLE', 502, message, upstreamOptions(registry, extra));
+
+/** The upstream (or its token endpoint) did not answer in time: 504 TIMEOUT. */
+export const upstreamTimeout = (
+  registry: string,
+  message = `upstream registry ${registry} did not answer in time`,
+  extra: UpstreamDetail = {},
+) => new RegistryError('TIMEOUT', 504, message, upstreamOptions(registry, extra));
+
+/** The upstream answered, but with something unusable (wrong digest, bad headers, too large): 502. */
+export const upstreamInvalid = (
+  registry: string,
+  what: string,
+  code: OciErrorCode = 'MANIFEST_INVALID',
+  extra: UpstreamDetail = {},
+) => new RegistryError(code, 502, `upstream registry ${registry} ${what}`, upstreamOptions(registry, extra));
+
+/** The upstream said the content does not exist: 404 with the endpoint's own code. */
+export const upstreamNotFound = (registry: string, code: OciErrorCode, extra: UpstreamDetail = {}) =>
+  new RegistryError(
+    code,
+    404,
+    `not found at upstream registry ${registry}`,
+    upstreamOptions(registry, extra),
+  );
+
+/** Local storage failed (EIO, EACCES, ...) on content that should be there: 503, never a silent miss. */
+export const storageUnavailable = (what: string, cause?: unknown) =>
+  new RegistryError('UNAVAILABLE', 503, `cache storage error: ${what}`, {
+    detail: { reason: (cause as { code?: string } | undefined)?.code ?? 'unknown' },
+    ...(cause !== undefined ? { cause } : {}),
+  });
+
+/** A failure nobody turned into a RegistryError: on the pull path it is the upstream side's fault. */
+export const internalError = (detail?: unknown) =>
+  new RegistryError('UNKNOWN', 500, 'internal error', { detail });

@@ -5,7 +5,7 @@
 import { Hono } from 'hono';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
-import { RegistryError } from '../errors.js';
+import { internalError, notFound, RegistryError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { clientAccess } from './client-access.js';
 import type { Env } from './env.js';
@@ -46,14 +46,12 @@ export function createApp(deps: AppDeps): Hono<Env> {
   // Matched on the raw path: the router sees `/v2/../x` already resolved to `/x`, which must be refused.
   app.all('*', (c) => {
     if (rawPath(c).startsWith('/v2')) return v2(c);
-    throw new RegistryError('UNSUPPORTED', 404, 'not found: this path is not part of the registry API');
+    throw notFound();
   });
 
   app.onError((error, c) => {
     const known = error instanceof RegistryError;
-    const failure = known
-      ? error
-      : new RegistryError('UNKNOWN', 500, 'internal error', { detail: { requestId: c.get('requestId') } });
+    const failure = known ? error : internalError({ requestId: c.get('requestId') });
     if (!known) deps.logger.error({ err: error, reqId: c.get('requestId') }, 'unhandled error');
     c.set('error', failure);
     const headers = { ...API_VERSION_HEADER, ...failure.headers };

@@ -10,7 +10,7 @@ import { LRUCache } from 'lru-cache';
 import { createAllowList } from '../cidr.js';
 import type { Config } from '../config.js';
 import { ConfigError } from '../config.js';
-import { RegistryError } from '../errors.js';
+import { denied, unauthorized } from '../errors.js';
 import type { Env } from './env.js';
 
 /** Paths open to anyone who can connect: orchestrators probe them without credentials. */
@@ -78,10 +78,10 @@ export function clientAccess(config: Pick<Config, 'auth' | 'allowedClients'>): M
   return async function clientAccessMiddleware(c, next) {
     if (OPEN_PATHS.has(c.req.path)) return next();
     if (allowed && !allowed(c.env?.incoming?.socket.remoteAddress)) {
-      throw new RegistryError('DENIED', 403, 'client address not allowed');
+      throw denied('client address not allowed');
     }
     if (auth && !NO_CREDENTIALS_PATHS.has(c.req.path) && !(await authorized(c.req.header('authorization')))) {
-      throw new RegistryError('UNAUTHORIZED', 401, 'authentication required', { headers: challenge });
+      throw unauthorized('authentication required', challenge);
     }
     return next();
   };

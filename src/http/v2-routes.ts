@@ -6,7 +6,7 @@ import type { Context } from 'hono';
 import { parseRangeHeader } from '../byte-range.js';
 import type { Config } from '../config.js';
 import { parseDigest } from '../digest.js';
-import { RegistryError, unsupported } from '../errors.js';
+import { badRequest, notFound, unsupported, upstreamTimeout } from '../errors.js';
 import type { Puller } from '../pull/puller.js';
 import type { BlobAnswer, ListingAnswer } from '../pull/types.js';
 import { assertTag } from '../reference.js';
@@ -38,7 +38,7 @@ export function createV2Handler({ config, puller }: V2Deps) {
     }
     if (endpoint.kind === 'base') return c.json({}, 200, API_VERSION_HEADER);
     if (endpoint.kind === 'catalog') {
-      throw new RegistryError('UNSUPPORTED', 404, 'a pull-through cache has no catalog of its upstreams');
+      throw notFound('a pull-through cache has no catalog of its upstreams');
     }
 
     const route = resolveRoute(endpoint.name, c.req.query('ns'), config);
@@ -85,7 +85,7 @@ export function createV2Handler({ config, puller }: V2Deps) {
         const query = listingQuery(c, ['n', 'last']);
         const n = query.get('n');
         if (n !== null && !/^\d{1,9}$/.test(n)) {
-          throw new RegistryError('UNSUPPORTED', 400, 'invalid n parameter: expected a non-negative integer');
+          throw badRequest('invalid n parameter: expected a non-negative integer');
         }
         const last = query.get('last');
         if (last !== null && last !== '') assertTag(last);
@@ -162,12 +162,7 @@ async function within<T>(ms: number, route: Route, work: Promise<T>): Promise<T>
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(
-      () =>
-        reject(
-          new RegistryError('TIMEOUT', 504, `upstream registry ${route.registry} did not answer in time`, {
-            detail: { registry: route.registry, timeoutMs: ms },
-          }),
-        ),
+      () => reject(upstreamTimeout(route.registry, undefined, { detail: { timeoutMs: ms } })),
       ms,
     );
   });
@@ -177,8 +172,4 @@ async function within<T>(ms: number, route: Route, work: Promise<T>): Promise<T>
   } finally {
     clearTimeout(timer);
   }
-}
-
-function notFound(): RegistryError {
-  return new RegistryError('UNSUPPORTED', 404, 'not found: this path is not part of the registry API');
 }

@@ -9,7 +9,7 @@ import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TempFile } from '../cache/temp-file.js';
 import type { Digest } from '../digest.js';
-import { RegistryError } from '../errors.js';
+import { RegistryError, upstreamUnavailable } from '../errors.js';
 
 export interface UpstreamPart {
   /** Total blob size, when the upstream says (Content-Length of a 200, or the Content-Range total). */
@@ -21,6 +21,8 @@ export interface UpstreamPart {
 
 export interface DownloadDeps {
   digest: Digest;
+  /** The registry it comes from, named in errors. */
+  registry: string;
   /** Asks the upstream for the blob from `offset` on; throws a RegistryError for error answers. */
   fetch(offset: number): Promise<UpstreamPart>;
   createTemp(): Promise<TempFile>;
@@ -158,7 +160,10 @@ export class BlobDownload {
         this.markReady();
       } else if (part.total !== null && this.size !== null && part.total !== this.size) {
         part.stream.destroy();
-        throw upstreamBroken(`changed size from ${this.size} to ${part.total} bytes on resume`);
+        throw upstreamBroken(
+          this.deps.registry,
+          `changed size from ${this.size} to ${part.total} bytes on resume`,
+        );
       }
       try {
         await this.copy(part, temp);
@@ -167,7 +172,8 @@ export class BlobDownload {
       } catch (error) {
         if (this.aborted || error instanceof RegistryError || resumes >= maxResumes) throw error;
       }
-      if (resumes >= maxResumes) throw upstreamBroken(`connection broke ${resumes + 1} times`);
+      if (resumes >= maxResumes)
+        throw upstreamBroken(this.deps.registry, `connection broke ${resumes + 1} times`);
       await sleep(RESUME_BACKOFF_MS * (resumes + 1));
     }
   }
@@ -182,7 +188,7 @@ export class BlobDownload {
     let skip = temp.size - part.startsAt;
     if (skip < 0) {
       part.stream.destroy();
-      throw upstreamBroken('resumed at the wrong offset');
+      throw upstreamBroken(this.deps.registry, 'resumed at the wrong offset');
     }
     // Socket chunks are small (tens of KiB): gather them into one write system call each.
     let batch: Buffer[] = [];
@@ -210,7 +216,7 @@ export class BlobDownload {
           part.stream.destroy();
           batch = []; // nothing of an over-long answer is kept
           batched = 0;
-          throw upstreamBroken(`sent more than the ${this.size} bytes it announced`);
+          throw upstreamBroken(this.deps.registry, `sent more than the ${this.size} bytes it announced`);
         }
         batch.push(chunk);
         batched += chunk.length;
@@ -235,6 +241,6 @@ function isTransient(error: unknown): boolean {
   return !(error instanceof RegistryError) || error.status >= 500;
 }
 
-function upstreamBroken(what: string): RegistryError {
-  return new RegistryError('UNAVAILABLE', 502, `upstream blob download ${what}`);
+function upstreamBroken(registry: string, what: string): RegistryError {
+  return upstreamUnavailable(registry, `upstream blob download from ${registry} ${what}`);
 }

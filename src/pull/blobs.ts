@@ -8,7 +8,7 @@ import { parseContentRange, type RangeSpec, resolveRange } from '../byte-range.j
 import type { DiskStore } from '../cache/disk-store.js';
 import type { ByteRange } from '../content.js';
 import { parseDigest } from '../digest.js';
-import { RegistryError } from '../errors.js';
+import { RegistryError, upstreamInvalid } from '../errors.js';
 import type { Route } from '../routing.js';
 import type { Upstreams } from '../upstream/upstreams.js';
 import { BlobDownload, type UpstreamPart } from './blob-download.js';
@@ -52,6 +52,7 @@ export function createBlobs({
     const remote = upstreams.get(route.registry);
     const download = new BlobDownload({
       digest: parseDigest(digest),
+      registry: route.registry,
       fetch: async (offset): Promise<UpstreamPart> => {
         const response = await remote.getBlob(
           route.repository,
@@ -62,11 +63,7 @@ export function createBlobs({
           const contentRange = parseContentRange(String(response.headers['content-range'] ?? ''));
           if (!contentRange) {
             response.body.destroy();
-            throw new RegistryError(
-              'UNAVAILABLE',
-              502,
-              `upstream registry ${route.registry} sent an invalid range`,
-            );
+            throw upstreamInvalid(route.registry, 'sent an invalid range', 'UNAVAILABLE');
           }
           return { total: contentRange.size, startsAt: contentRange.range.start, stream: response.body };
         }
@@ -144,11 +141,7 @@ export function createBlobs({
         response.body.resume();
         const size = Number(response.headers['content-length']);
         if (!Number.isSafeInteger(size)) {
-          throw new RegistryError(
-            'UNAVAILABLE',
-            502,
-            `upstream registry ${route.registry} sent no blob length`,
-          );
+          throw upstreamInvalid(route.registry, 'sent no blob length', 'UNAVAILABLE');
         }
         return { digest, size, range: rangeOf(size), source: null, passed: response.passed, cache: 'miss' };
       }

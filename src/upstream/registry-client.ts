@@ -5,8 +5,9 @@
  */
 import type { Readable } from 'node:stream';
 import { Agent, type Dispatcher, request } from 'undici';
-import { RegistryError } from '../errors.js';
+import { upstreamUnavailable } from '../errors.js';
 import { type BearerChallenge, type Credentials, createTokenAuth, type TokenAuth } from './token-auth.js';
+import { transportError } from './transport-error.js';
 import { parseWwwAuthenticate } from './www-authenticate.js';
 
 export interface RegistryClientOptions {
@@ -101,20 +102,11 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
       if (!REDIRECT_STATUSES.has(response.status) || typeof location !== 'string') return response;
       await discard(response);
       if (hop >= options.maxRedirects) {
-        throw new RegistryError('UNAVAILABLE', 502, `${options.name} redirected too many times`, {
-          detail: { registry: options.name },
-        });
+        throw upstreamUnavailable(options.name, `${options.name} redirected too many times`);
       }
       url = new URL(location, url);
       if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-        throw new RegistryError(
-          'UNAVAILABLE',
-          502,
-          `${options.name} redirected to an unsupported URL scheme`,
-          {
-            detail: { registry: options.name },
-          },
-        );
+        throw upstreamUnavailable(options.name, `${options.name} redirected to an unsupported URL scheme`);
       }
     }
   }
@@ -193,33 +185,4 @@ async function discard(response: UpstreamResponse): Promise<void> {
   } catch {
     response.body.destroy();
   }
-}
-
-const TIMEOUT_CODES = new Set([
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_HEADERS_TIMEOUT',
-  'UND_ERR_BODY_TIMEOUT',
-  'ETIMEDOUT',
-]);
-
-/** A failure to talk to the upstream at all: 504 for timeouts, 502 otherwise; never with credentials. */
-export function transportError(registry: string, error: unknown): RegistryError {
-  if (error instanceof RegistryError) return error;
-  const code = (error as { code?: string }).code ?? (error as Error).name;
-  if (TIMEOUT_CODES.has(code)) {
-    return new RegistryError('TIMEOUT', 504, `upstream registry ${registry} did not answer in time`, {
-      detail: { registry, reason: code },
-      cause: error,
-    });
-  }
-  if ((error as Error).name === 'AbortError' || code === 'UND_ERR_ABORTED') {
-    return new RegistryError('UNAVAILABLE', 502, `request to upstream registry ${registry} was aborted`, {
-      detail: { registry, reason: code },
-      cause: error,
-    });
-  }
-  return new RegistryError('UNAVAILABLE', 502, `upstream registry ${registry} is unreachable`, {
-    detail: { registry, reason: code ?? 'unknown' },
-    cause: error,
-  });
 }

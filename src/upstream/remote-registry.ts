@@ -12,9 +12,10 @@ import {
   PASSED_ON_HEADERS,
 } from '../content.js';
 import { createDigester, parseDigest } from '../digest.js';
-import { RegistryError } from '../errors.js';
+import { type OciErrorCode, RegistryError, upstreamInvalid } from '../errors.js';
 import { BodyTooLargeError, readLimited } from './read-limited.js';
-import { type RegistryClient, transportError, type UpstreamResponse } from './registry-client.js';
+import type { RegistryClient, UpstreamResponse } from './registry-client.js';
+import { transportError } from './transport-error.js';
 
 /** What we ask for when the client states no preference: every manifest type a runtime can use. */
 export const DEFAULT_MANIFEST_ACCEPT = [
@@ -244,15 +245,11 @@ export async function upstreamError(
     status === 404
       ? `not found at upstream registry ${registry}`
       : `upstream registry ${registry} answered ${status}`;
-  return new RegistryError(code as RegistryError['code'], status, message, {
+  return new RegistryError(code as OciErrorCode, status, message, {
     detail: { registry, status },
     headers: passedHeaders(response),
     ...(upstreamErrors && upstreamErrors.length > 0 ? { upstreamErrors } : {}),
   });
 }
 
-function invalidUpstream(registry: string, what: string): RegistryError {
-  return new RegistryError('MANIFEST_INVALID', 502, `upstream registry ${registry} ${what}`, {
-    detail: { registry },
-  });
-}
+const invalidUpstream = (registry: string, what: string) => upstreamInvalid(registry, what);

@@ -5,8 +5,9 @@
  */
 import { LRUCache } from 'lru-cache';
 import { type Dispatcher, request } from 'undici';
-import { RegistryError } from '../errors.js';
+import { type RegistryError, unauthorized, upstreamUnavailable } from '../errors.js';
 import { readLimited } from './read-limited.js';
+import { transportError } from './transport-error.js';
 
 export interface Credentials {
   username: string;
@@ -102,14 +103,8 @@ async function fetchToken(
       bodyTimeout: options.bodyTimeout,
     });
   } catch (error) {
-    throw new RegistryError('UNAVAILABLE', 502, `token endpoint of ${options.registry} is unreachable`, {
-      detail: {
-        registry: options.registry,
-        realm: url.origin + url.pathname,
-        reason: (error as Error).message,
-      },
-      cause: error,
-    });
+    // A realm that does not answer within headersTimeout is a 504 TIMEOUT like a silent registry.
+    throw transportError(options.registry, error, `token endpoint of ${options.registry}`);
   }
   let text: string;
   try {
@@ -118,8 +113,9 @@ async function fetchToken(
     throw tokenError(options.registry, (error as Error).message);
   }
   if (response.statusCode === 401 || response.statusCode === 403) {
-    throw new RegistryError('UNAUTHORIZED', 401, `${options.registry} refused the configured credentials`, {
-      detail: { registry: options.registry, status: response.statusCode },
+    throw unauthorized(`${options.registry} refused the configured credentials`, undefined, {
+      registry: options.registry,
+      status: response.statusCode,
     });
   }
   if (response.statusCode !== 200) {
@@ -137,7 +133,5 @@ async function fetchToken(
 }
 
 function tokenError(registry: string, reason: string): RegistryError {
-  return new RegistryError('UNAVAILABLE', 502, `cannot get a token from ${registry}: ${reason}`, {
-    detail: { registry },
-  });
+  return upstreamUnavailable(registry, `cannot get a token from ${registry}: ${reason}`);
 }

@@ -1,0 +1,29 @@
+/** @module Transport failures (no answer at all) from an upstream or its token endpoint, as RegistryErrors. */
+import { RegistryError, upstreamTimeout, upstreamUnavailable } from '../errors.js';
+
+const TIMEOUT_CODES = new Set([
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'ETIMEDOUT',
+]);
+
+/**
+ * A failure to talk to the upstream at all: 504 for timeouts, 502 otherwise; never with credentials.
+ * `what` names the party (`upstream registry docker.io`, `token endpoint of docker.io`).
+ */
+export function transportError(
+  registry: string,
+  error: unknown,
+  what = `upstream registry ${registry}`,
+): RegistryError {
+  if (error instanceof RegistryError) return error;
+  const code = (error as { code?: string }).code ?? (error as Error).name;
+  if (TIMEOUT_CODES.has(code)) {
+    return upstreamTimeout(registry, `${what} did not answer in time`, { reason: code, cause: error });
+  }
+  if ((error as Error).name === 'AbortError' || code === 'UND_ERR_ABORTED') {
+    return upstreamUnavailable(registry, `request to ${what} was aborted`, { reason: code, cause: error });
+  }
+  return upstreamUnavailable(registry, `${what} is unreachable`, { reason: code ?? 'unknown', cause: error });
+}

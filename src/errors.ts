@@ -136,10 +136,13 @@ export const upstreamNotFound = (registry: string, code: OciErrorCode, extra: Up
     upstreamOptions(registry, extra),
   );
 
-/** Local storage failed (EIO, EACCES, ...) on content that should be there: 503, never a silent miss. */
-export const storageUnavailable = (what: string, cause?: unknown) =>
+/**
+ * The cache's storage failed (EIO, EACCES, an object store that is down, ...) on content that should
+ * be there: 503, never a silent miss. `detail` names the store when there is more than a disk.
+ */
+export const storageUnavailable = (what: string, cause?: unknown, detail?: Record<string, unknown>) =>
   new RegistryError('UNAVAILABLE', 503, `cache storage error: ${what}`, {
-    detail: { reason: (cause as { code?: string } | undefined)?.code ?? 'unknown' },
+    detail: { reason: (cause as { code?: string } | undefined)?.code ?? 'unknown', ...detail },
     ...(cause !== undefined ? { cause } : {}),
   });
 

@@ -57,7 +57,9 @@ export async function startRgw(): Promise<Rgw> {
 
   const procs: ManagedProcess[] = [];
   const daemon = (name: string, command: string, args: string[]) => {
-    const proc = startProcess(name, command, ['--conf', conf, ...args], { logFile: join(dir, `${name}.log`) });
+    const proc = startProcess(name, command, ['--conf', conf, ...args], {
+      logFile: join(dir, `${name}.log`),
+    });
     procs.push(proc);
     return proc;
   };
@@ -94,9 +96,16 @@ export async function startRgw(): Promise<Rgw> {
     });
 
     const endpoint = `http://127.0.0.1:${rgwPort}`;
-    let rgw = await startGateway();
+    let rgw = await launchGateway();
 
-    async function startGateway(): Promise<ManagedProcess> {
+    async function stopGateway(): Promise<void> {
+      await rgw.stop();
+    }
+    async function restartGateway(): Promise<void> {
+      if (rgw.exitStatus() === undefined) throw new Error('radosgw is already running');
+      rgw = await launchGateway();
+    }
+    async function launchGateway(): Promise<ManagedProcess> {
       const proc = daemon('radosgw', 'radosgw', ['-f', '-n', RGW_NAME]);
       await waitForHttp(`${endpoint}/`, { process: proc, timeoutMs: COMMAND_TIMEOUT_MS });
       return proc;
@@ -111,16 +120,11 @@ export async function startRgw(): Promise<Rgw> {
       startupMs: Date.now() - started,
       pids: () => ({ mon: mon.pid, osd: osd.pid, rgw: rgw.pid }),
       output: () => rgw.output(),
-      async stopGateway() {
-        await rgw.stop();
-      },
-      async startGateway() {
-        if (rgw.exitStatus() === undefined) throw new Error('radosgw is already running');
-        rgw = await startGateway();
-      },
+      stopGateway,
+      startGateway: restartGateway,
       async restart() {
-        await this.stopGateway();
-        await this.startGateway();
+        await stopGateway();
+        await restartGateway();
       },
       async stop() {
         await stopAll(procs);

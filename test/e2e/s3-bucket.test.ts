@@ -11,7 +11,6 @@ import {
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
   ListPartsCommand,
-  PutObjectCommand,
   S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
@@ -264,7 +263,28 @@ describe('S3 bucket operations on RADOS Gateway', () => {
     const bytes = randomBytes(10 * MiB);
     const digest = sha256(bytes);
     await bucket.put('before-stop', Buffer.from('still here'));
+    const large = randomBytes(48 * MiB);
+    const largeWriter = bucket.createWriter('large', sha256(large));
+    await largeWriter.write(large);
+    await largeWriter.commit(large.length);
+    // A read under way when the gateway goes: its body fails with the store's error, not a short end.
+    const reading = await bucket.read('large');
+    const body = reading!.body[Symbol.asyncIterator]();
+    expect((await body.next()).done).toBe(false);
     await rgw.stopGateway();
+    const broken = await (async () => {
+      let received = 0;
+      for (;;) {
+        const next = await body.next();
+        if (next.done) return received;
+        received += (next.value as Buffer).length;
+      }
+    })().then(
+      (received) => `ended after ${received} bytes`,
+      (e: unknown) => e,
+    );
+    expect(broken).toBeInstanceOf(RegistryError);
+    expect(broken).toMatchObject({ status: 503, code: 'UNAVAILABLE' });
     try {
       const started = Date.now();
       const error = await bucket.head('before-stop').then(

@@ -185,6 +185,8 @@ export function createS3Writer(
         part = undefined;
         await settle();
         if (failure) throw failure;
+        // An abort() that came while the parts settled wins: it may have dropped the upload already.
+        if (aborting) throw new Error('aborted during commit');
         const id = await uploadId;
         const parts = [...completed].sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
         // RGW answers with an empty ETag here (a known bug), so nothing relies on it.

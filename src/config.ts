@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { parseCidr } from './cidr.js';
 import { isValidDomain, normalizeRegistryHost } from './reference.js';
 import { parseDuration, parseSize } from './units.js';
+import { isForbiddenAddress } from './upstream/address-guard.js';
 
 /** The config shipped with the package: Docker Hub upstream, cache in ./data. */
 export const DEFAULT_CONFIG_FILE = fileURLToPath(new URL('../config/default.yaml', import.meta.url));
@@ -76,6 +77,11 @@ const registrySchema = z
   })
   .refine((r) => (r.username === undefined) === (r.password === undefined), {
     message: 'username and password go together',
+  })
+  // Every upstream connection refuses these (address-guard.ts): say so at start, not at first pull.
+  .refine((r) => !isForbiddenAddress(new URL(r.url).hostname), {
+    message: 'is a link-local or cloud metadata address, which pullcache never connects to',
+    path: ['url'],
   });
 
 const schema = z

@@ -484,12 +484,10 @@ describe('a token endpoint that never sends its headers', () => {
     });
     expect(leaks(text)).toBe(false);
     expect(realm.count('GET', '/token')).toBe(1);
-    expect(
-      registry.count('GET', '/v2/library/team/app/manifests/v1') +
-        registry.count('GET', '/v2/team/app/manifests/v1'),
-    ).toBe(1);
-    // Generous: the token request's own timeout, plus time for the registry's 401 round trip.
-    expect(elapsed).toBeGreaterThanOrEqual(HEADERS_TIMEOUT_MS * 0.9);
+    // The registry's challenge, then nothing: no retry hammered the silent endpoint.
+    expect(registry.requests.map((r) => `${r.method} ${r.path}`)).toEqual(['GET /v2/team/app/manifests/v1']);
+    // The configured timeout, not the 30 s default, with room for a busy machine. (No lower bound:
+    // undici's coarse timers may fire up to half a second early.)
     expect(elapsed).toBeLessThan(HEADERS_TIMEOUT_MS + 5_000);
   });
 });

@@ -1,7 +1,8 @@
 /**
  * @module HTTP to one upstream registry: a keep-alive undici Agent, the registry's auth challenge
  * learned once and answered before each request, redirects to blob CDNs followed without our
- * Authorization header, and transport failures turned into errors that name the registry.
+ * Authorization header, no connection to link-local or metadata addresses, and transport failures
+ * turned into errors that name the registry.
  */
 import type { LookupFunction } from 'node:net';
 import type { Readable } from 'node:stream';

@@ -64,9 +64,40 @@ describe('parseConfig', () => {
     [{ ...minimal, cache: { tagTTL: 'soon' } }, 'cache.tagTTL: expected a duration'],
     [{ ...minimal, storage: { maxSize: 'lots' } }, 'storage.maxSize: expected a size'],
     [{ ...minimal, log: { level: 'loud' } }, 'log.level'],
+    ...['https://auth.example.com', 'auth.example.com:443', 'auth.example.com/token', ''].map(
+      (realm): [object, string] => [
+        { registries: { 'docker.io': { url: 'https://x', tokenRealms: [realm] } } },
+        'registries.docker.io.tokenRealms.0: expected a host name',
+      ],
+    ),
+    [
+      { registries: { 'docker.io': { url: 'https://x', tokenRealms: [] } } },
+      'registries.docker.io.tokenRealms',
+    ],
+    [
+      { registries: { 'docker.io': { url: 'http://169.254.169.254' } } },
+      'registries.docker.io.url: is a link-local or cloud metadata address',
+    ],
   ])('refuses %j naming the bad key', (document, message) => {
     expect(() => parseConfig(document, {})).toThrow(ConfigError);
     expect(() => parseConfig(document, {})).toThrow(message);
+  });
+
+  it('reads tokenRealms as lower-case host names or IP addresses', () => {
+    const config = parseConfig(
+      {
+        registries: {
+          'docker.io': { url: 'https://x', tokenRealms: ['Auth.Example.NET', '10.0.0.5', '[fd00::5]'] },
+        },
+      },
+      {},
+    );
+    expect(config.registries['docker.io']!.tokenRealms).toEqual([
+      'auth.example.net',
+      '10.0.0.5',
+      '[fd00::5]',
+    ]);
+    expect(parseConfig(minimal, {}).registries['docker.io']!.tokenRealms).toBeUndefined();
   });
 
   it('fails when an ${ENV} variable is not set, naming the key and the variable', () => {

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { parseCidr } from './cidr.js';
 import { isValidDomain, normalizeRegistryHost } from './reference.js';
 import { parseDuration, parseSize } from './units.js';
+import { isForbiddenAddress } from './upstream/address-guard.js';
 
 /** The config shipped with the package: Docker Hub upstream, cache in ./data. */
 export const DEFAULT_CONFIG_FILE = fileURLToPath(new URL('../config/default.yaml', import.meta.url));
@@ -48,6 +49,22 @@ const cidr = z.string().refine((value) => parseCidr(value) !== null, {
   message: 'expected a CIDR such as 10.0.0.0/8 or fd00::/8',
 });
 
+/** A host name or IP address alone (no scheme, port or path), as `tokenRealms` lists them. */
+const realmHost = z
+  .string()
+  .refine(
+    (value) => {
+      try {
+        const url = new URL(`http://${value}`);
+        return url.port === '' && url.host === value.toLowerCase() && value !== '';
+      } catch {
+        return false;
+      }
+    },
+    { message: 'expected a host name such as auth.example.com (no scheme, port or path)' },
+  )
+  .transform((value) => value.toLowerCase());
+
 const registrySchema = z
   .strictObject({
     url: z
@@ -55,9 +72,16 @@ const registrySchema = z
       .transform((u) => u.replace(/\/+$/, '')),
     username: z.string().min(1).optional(),
     password: z.string().min(1).optional(),
+    // Absent: credentials go only to a token realm on the registry's host or registrable domain.
+    tokenRealms: z.array(realmHost).min(1).optional(),
   })
   .refine((r) => (r.username === undefined) === (r.password === undefined), {
     message: 'username and password go together',
+  })
+  // Every upstream connection refuses these (address-guard.ts): say so at start, not at first pull.
+  .refine((r) => !isForbiddenAddress(new URL(r.url).hostname), {
+    message: 'is a link-local or cloud metadata address, which pullcache never connects to',
+    path: ['url'],
   });
 
 const schema = z

@@ -5,12 +5,14 @@ import { createDiskStore } from './cache/disk-store.js';
 import type { Config } from './config.js';
 import { createMetrics } from './metrics.js';
 import { createPuller, type PullerDeps } from './pull/puller.js';
-import { createUpstreams } from './upstream/upstreams.js';
+import { createUpstreams, type UpstreamHooks } from './upstream/upstreams.js';
 
 export interface RuntimeHooks {
   /** Test clock for tag TTLs and last-use times. */
   now?: () => number;
   onDownload?: PullerDeps['onDownload'];
+  /** DNS lookup for upstream connections (tests map host names to loopback addresses). */
+  lookup?: UpstreamHooks['lookup'];
 }
 
 export type Runtime = Awaited<ReturnType<typeof createRuntime>>;
@@ -32,6 +34,12 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
     onResponse: (registry, status, seconds) =>
       metrics.upstreamDuration.observe({ registry, status: String(status) }, seconds),
     onError: (registry, reason) => metrics.upstreamErrors.inc({ registry, reason }),
+    onCredentialsWithheld: (registry, realmHost, reason) =>
+      logger.warn(
+        { registry, realmHost, reason },
+        `token realm ${realmHost} of ${registry} may not have its credentials: fetching an anonymous token (list it in registries.${registry}.tokenRealms to trust it)`,
+      ),
+    lookup: hooks.lookup,
   });
   const puller = createPuller({
     config,

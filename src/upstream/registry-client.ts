@@ -1,11 +1,15 @@
 /**
  * @module HTTP to one upstream registry: a keep-alive undici Agent, the registry's auth challenge
  * learned once and answered before each request, redirects to blob CDNs followed without our
- * Authorization header, and transport failures turned into errors that name the registry.
+ * Authorization header, no connection to link-local or metadata addresses, and transport failures
+ * turned into errors that name the registry.
  */
+import type { LookupFunction } from 'node:net';
 import type { Readable } from 'node:stream';
 import { Agent, type Dispatcher, request } from 'undici';
 import { upstreamUnavailable } from '../errors.js';
+import { createGuardedConnector } from './address-guard.js';
+import { createRealmPolicy } from './realm-policy.js';
 import { type BearerChallenge, type Credentials, createTokenAuth, type TokenAuth } from './token-auth.js';
 import { transportError } from './transport-error.js';
 import { parseWwwAuthenticate } from './www-authenticate.js';
@@ -16,6 +20,8 @@ export interface RegistryClientOptions {
   /** Base URL, e.g. https://registry-1.docker.io (no trailing slash). */
   url: string;
   credentials: Credentials | undefined;
+  /** Hosts besides the registry's own domain that its token realm may live on (get the credentials). */
+  tokenRealms?: readonly string[] | undefined;
   connectTimeout: number;
   headersTimeout: number;
   bodyTimeout: number;
@@ -26,6 +32,10 @@ export interface RegistryClientOptions {
   onResponse?: (status: number, seconds: number) => void;
   /** Called when a request got no answer at all (metrics). */
   onError?: (reason: string) => void;
+  /** Called when a token realm gets an anonymous request instead of the credentials (a warning). */
+  onCredentialsWithheld?: (realmHost: string, reason: string) => void;
+  /** DNS lookup for every upstream connection (tests map names); node:dns otherwise. */
+  lookup?: LookupFunction | undefined;
 }
 
 export interface UpstreamRequest {
@@ -59,7 +69,8 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
   const origin = new URL(options.url).origin;
   const basePath = new URL(options.url).pathname.replace(/\/+$/, '');
   const agent = new Agent({
-    connect: { timeout: options.connectTimeout },
+    // Redirects and token realms are the upstream's choice: none may reach link-local or metadata.
+    connect: createGuardedConnector({ timeout: options.connectTimeout, lookup: options.lookup }),
     keepAliveTimeout: 30_000, // 30s: reuse connections across a burst of pulls
     keepAliveMaxTimeout: 600_000, // 10m
     headersTimeout: options.headersTimeout,
@@ -72,14 +83,22 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
     bodyTimeout: options.bodyTimeout,
     ...(options.onTokenFetch ? { onFetch: options.onTokenFetch } : {}),
   };
-  // The configured credentials go only to the registry's own token realm; a host it redirects to
-  // (registry.k8s.io → Artifact Registry) gets anonymous tokens from its own challenge.
-  const ownTokens: TokenAuth = createTokenAuth({ ...tokenOptions, credentials: options.credentials });
+  // The configured credentials go only to the registry's own token realm (its host, its registrable
+  // domain or a listed host); a host it redirects to (registry.k8s.io → Artifact Registry, a blob
+  // CDN) gets anonymous tokens from its own challenge.
+  const ownTokens: TokenAuth = createTokenAuth({
+    ...tokenOptions,
+    credentials: options.credentials,
+    realmPolicy: createRealmPolicy({ registryUrl: options.url, tokenRealms: options.tokenRealms }),
+    onCredentialsWithheld: options.onCredentialsWithheld,
+  });
   const foreignTokens: TokenAuth = createTokenAuth({ ...tokenOptions, credentials: undefined });
   // Learned from each host's first 401 and reused, so later requests authenticate up front.
   const authByOrigin = new Map<string, AuthState>();
   // Scopes other hosts asked for, by the repository path they use (it differs from ours).
   const foreignScopes = new Map<string, string>();
+  // Other hosts whose challenge named no scope (a CDN): one scope-less token serves all their paths.
+  const scopelessOrigins = new Set<string>();
 
   async function authorization(url: URL, scope: string): Promise<string | undefined> {
     const state = authByOrigin.get(url.origin);
@@ -115,10 +134,12 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
   async function sendAuthorized(req: UpstreamRequest, url: URL): Promise<UpstreamResponse> {
     const own = url.origin === origin;
     const repositoryKey = `${url.origin}${repositoryPathOf(url.pathname)}`;
-    let scope = own ? `repository:${req.repository}:pull` : (foreignScopes.get(repositoryKey) ?? '');
+    let scope: string | undefined = own
+      ? `repository:${req.repository}:pull`
+      : (foreignScopes.get(repositoryKey) ?? (scopelessOrigins.has(url.origin) ? '' : undefined));
     const withAuth = async () => {
       // A host that redirected us has not told us its scope for this repository yet: ask it first.
-      const header = own || scope !== '' ? await authorization(url, scope) : undefined;
+      const header = scope !== undefined ? await authorization(url, scope) : undefined;
       // Each host gets only the authorization it asked for itself: never another host's.
       return dispatch(req, url, header ? { ...req.headers, authorization: header } : { ...req.headers });
     };
@@ -136,8 +157,9 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
         service: bearer.params.service,
       };
       authByOrigin.set(url.origin, state);
-      scope = bearer.params.scope ?? scope;
-      if (!own) foreignScopes.set(repositoryKey, scope);
+      scope = bearer.params.scope ?? scope ?? '';
+      if (!own && bearer.params.scope !== undefined) foreignScopes.set(repositoryKey, scope);
+      else if (!own) scopelessOrigins.add(url.origin);
       // A token we already sent was refused: fetch a fresh one instead of the cached one.
       if (previous?.scheme === 'bearer') (own ? ownTokens : foreignTokens).forget(state, scope);
     } else if (basic && own && options.credentials && previous?.scheme !== 'basic') {

@@ -7,6 +7,7 @@ import { LRUCache } from 'lru-cache';
 import { type Dispatcher, request } from 'undici';
 import { type RegistryError, unauthorized, upstreamUnavailable } from '../errors.js';
 import { readLimited } from './read-limited.js';
+import type { RealmPolicy } from './realm-policy.js';
 import { transportError } from './transport-error.js';
 
 export interface Credentials {
@@ -23,6 +24,10 @@ export interface TokenAuthOptions {
   registry: string;
   dispatcher: Dispatcher;
   credentials: Credentials | undefined;
+  /** Whether the credentials may go to a realm; without one they go to none (anonymous tokens). */
+  realmPolicy?: RealmPolicy | undefined;
+  /** Called when a token is fetched anonymously because the realm may not have the credentials. */
+  onCredentialsWithheld?: ((realmHost: string, reason: string) => void) | undefined;
   headersTimeout: number;
   bodyTimeout: number;
   /** Injected clock (milliseconds, monotonic) for tests. */
@@ -52,45 +57,81 @@ export interface TokenAuth {
 }
 
 export function createTokenAuth(options: TokenAuthOptions): TokenAuth {
-  const { credentials } = options;
   const perf = options.now ? { now: options.now } : undefined;
-  const cache = new LRUCache<string, string, { challenge: BearerChallenge; scope: string }>({
+  const cache = new LRUCache<string, string, { realm: URL; challenge: BearerChallenge; scope: string }>({
     max: 10_000,
     ttl: tokenLifetimeMs(undefined),
     ...(perf ? { perf, ttlResolution: 0 } : {}),
     fetchMethod: async (_key, _stale, { options: entry, context }) => {
-      const { token, expiresIn } = await fetchToken(options, context.challenge, context.scope);
+      const { token, expiresIn } = await fetchToken(options, context.realm, context.challenge, context.scope);
       entry.ttl = tokenLifetimeMs(expiresIn);
       return token;
     },
   });
-  const keyOf = (challenge: BearerChallenge, scope: string) =>
-    JSON.stringify([challenge.realm, challenge.service ?? '', scope, credentials?.username ?? '']);
+  const keyOf = (realm: URL, challenge: BearerChallenge, scope: string) =>
+    JSON.stringify([
+      challenge.realm,
+      challenge.service ?? '',
+      scope,
+      credentialsFor(options, realm)?.username ?? '',
+    ]);
 
   return {
     async token(challenge, scope) {
-      const token = await cache.fetch(keyOf(challenge, scope), { context: { challenge, scope } });
+      const realm = parseRealm(options.registry, challenge.realm);
+      const token = await cache.fetch(keyOf(realm, challenge, scope), {
+        context: { realm, challenge, scope },
+      });
       if (token === undefined) throw tokenError(options.registry, 'the token endpoint returned no token');
       return token;
     },
     forget(challenge, scope) {
-      cache.delete(keyOf(challenge, scope));
+      const realm = urlOrNull(challenge.realm);
+      if (realm) cache.delete(keyOf(realm, challenge, scope));
     },
   };
 }
 
+/** The realm as a URL; anything but http(s) is refused before a connection is made. */
+function parseRealm(registry: string, realm: string): URL {
+  const url = urlOrNull(realm);
+  if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
+    throw tokenError(registry, 'its token realm is not an http(s) URL');
+  }
+  return url;
+}
+
+function urlOrNull(text: string): URL | null {
+  try {
+    return new URL(text);
+  } catch {
+    return null;
+  }
+}
+
+/** The credentials to send to `realm`: the configured ones if the realm policy allows it. */
+function credentialsFor(options: TokenAuthOptions, realm: URL): Credentials | undefined {
+  if (!options.credentials || !options.realmPolicy) return undefined;
+  return options.realmPolicy(realm).allowed ? options.credentials : undefined;
+}
+
 async function fetchToken(
   options: TokenAuthOptions,
+  realm: URL,
   challenge: BearerChallenge,
   scope: string,
 ): Promise<{ token: string; expiresIn: number | undefined }> {
-  const url = new URL(challenge.realm);
+  const url = new URL(realm);
   if (challenge.service !== undefined) url.searchParams.set('service', challenge.service);
   if (scope !== '') url.searchParams.set('scope', scope);
   const headers: Record<string, string> = { accept: 'application/json' };
-  if (options.credentials) {
-    const { username, password } = options.credentials;
+  const credentials = credentialsFor(options, realm);
+  if (credentials) {
+    const { username, password } = credentials;
     headers.authorization = `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
+  } else if (options.credentials && options.realmPolicy) {
+    const decision = options.realmPolicy(realm);
+    if (!decision.allowed) options.onCredentialsWithheld?.(realm.host, decision.reason);
   }
   options.onFetch?.(scope);
   let response: Dispatcher.ResponseData;
@@ -113,7 +154,8 @@ async function fetchToken(
     throw tokenError(options.registry, (error as Error).message);
   }
   if (response.statusCode === 401 || response.statusCode === 403) {
-    throw unauthorized(`${options.registry} refused the configured credentials`, undefined, {
+    const what = credentials ? 'the configured credentials' : 'an anonymous token';
+    throw unauthorized(`${options.registry} refused ${what}`, undefined, {
       registry: options.registry,
       status: response.statusCode,
     });

@@ -1,5 +1,6 @@
 /** @module Transport failures (no answer at all) from an upstream or its token endpoint, as RegistryErrors. */
 import { RegistryError, upstreamTimeout, upstreamUnavailable } from '../errors.js';
+import { ADDRESS_FORBIDDEN, type AddressForbiddenError } from './address-guard.js';
 
 const TIMEOUT_CODES = new Set([
   'UND_ERR_CONNECT_TIMEOUT',
@@ -19,6 +20,15 @@ export function transportError(
 ): RegistryError {
   if (error instanceof RegistryError) return error;
   const code = (error as { code?: string }).code ?? (error as Error).name;
+  if (code === ADDRESS_FORBIDDEN) {
+    const { host, address } = error as AddressForbiddenError;
+    const at = host === address ? host : `${host} (${address})`;
+    return upstreamUnavailable(
+      registry,
+      `refused to connect to ${at} for ${what}: a link-local or cloud metadata address`,
+      { reason: 'ADDRESS_FORBIDDEN', cause: error, detail: { host, address } },
+    );
+  }
   if (TIMEOUT_CODES.has(code)) {
     return upstreamTimeout(registry, `${what} did not answer in time`, { reason: code, cause: error });
   }

@@ -1,4 +1,5 @@
 /** @module The upstream registries of the config, each client created on first use and kept for its pool. */
+import type { LookupFunction } from 'node:net';
 import type { Config } from '../config.js';
 import { createRegistryClient } from './registry-client.js';
 import { createRemoteRegistry, type RemoteRegistry } from './remote-registry.js';
@@ -10,6 +11,10 @@ export interface Upstreams {
 }
 
 export interface UpstreamHooks {
+  /** A token realm got an anonymous request because it may not have the registry's credentials. */
+  onCredentialsWithheld?: (registry: string, realmHost: string, reason: string) => void;
+  /** DNS lookup for upstream connections (tests map names to loopback or forbidden addresses). */
+  lookup?: LookupFunction | undefined;
   onTokenFetch?: (registry: string, scope: string) => void;
   onResponse?: (registry: string, status: number, seconds: number) => void;
   onError?: (registry: string, reason: string) => void;
@@ -33,6 +38,8 @@ export function createUpstreams(
             entry.username && entry.password
               ? { username: entry.username, password: entry.password }
               : undefined,
+          tokenRealms: entry.tokenRealms,
+          lookup: hooks.lookup,
           connectTimeout: config.upstream.connectTimeout,
           headersTimeout: config.upstream.headersTimeout,
           bodyTimeout: config.upstream.bodyTimeout,
@@ -40,6 +47,8 @@ export function createUpstreams(
           onTokenFetch: (scope) => hooks.onTokenFetch?.(registry, scope),
           onResponse: (status, seconds) => hooks.onResponse?.(registry, status, seconds),
           onError: (reason) => hooks.onError?.(registry, reason),
+          onCredentialsWithheld: (realmHost, reason) =>
+            hooks.onCredentialsWithheld?.(registry, realmHost, reason),
         });
         remote = createRemoteRegistry(client);
         clients.set(registry, remote);

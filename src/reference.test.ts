@@ -104,6 +104,17 @@ const VALID: Valid[] = [
   ['Quay.IO/coreos/etcd', 'quay.io', 'coreos/etcd', 'latest', null],
   ['Asdf.com/foo', 'asdf.com', 'foo', 'latest', null],
   ['EXAMPLE.COM:5000/foo', 'example.com:5000', 'foo', 'latest', null],
+  // A first component with an uppercase letter is a host (distribution's splitDockerDomain); one
+  // without '.' or ':' is spelled uppercase, so that it stays a host when formatted and parsed again
+  ['LOCALDOMAIN/debian', 'LOCALDOMAIN', 'debian', 'latest', null],
+  ['Localdomain/debian:12', 'LOCALDOMAIN', 'debian', '12', null],
+  ['Docker/docker', 'DOCKER', 'docker', 'latest', null],
+  ['DOCKER/docker', 'DOCKER', 'docker', 'latest', null],
+  ['Foo/bar/baz', 'FOO', 'bar/baz', 'latest', null],
+  [`MyHost/x@${D}`, 'MYHOST', 'x', null, D],
+  ['Registry-1/x', 'REGISTRY-1', 'x', 'latest', null],
+  ['Docker.io/nginx', 'docker.io', 'library/nginx', 'latest', null],
+  ['Foo:5000/bar', 'foo:5000', 'bar', 'latest', null],
   // localhost
   ['localhost/foo', 'localhost', 'foo', 'latest', null],
   ['localhost/foo/bar', 'localhost', 'foo/bar', 'latest', null],
@@ -208,8 +219,9 @@ const INVALID: Invalid[] = [
   ['docker.io/docker/Docker', 'NAME_INVALID'],
   ['test:5000/Uppercase/lowercase:tag', 'NAME_INVALID'],
   ['quay.io/CoreOS/etcd', 'NAME_INVALID'],
-  ['Foo/bar', 'NAME_INVALID'], // upstream takes 'Foo' as a host; we do not (see splitDockerDomain)
-  ['DOCKER/docker', 'NAME_INVALID'],
+  ['LOCALDOMAIN', 'NAME_INVALID'], // a single component is a path, never a host
+  ['Foo/Bar', 'NAME_INVALID'],
+  ['LOCALDOMAIN/Debian', 'NAME_INVALID'],
   // Leading and trailing separators
   ['-docker', 'NAME_INVALID'],
   ['-docker/docker', 'NAME_INVALID'],
@@ -407,6 +419,7 @@ describe('splitDockerDomain', () => {
     ['localhost/nginx', 'localhost', 'nginx'],
     ['localhost', 'docker.io', 'library/localhost'],
     ['myhost/nginx', 'docker.io', 'myhost/nginx'],
+    ['MyHost/nginx', 'MYHOST', 'nginx'],
     ['myhost:5000/nginx', 'myhost:5000', 'nginx'],
     ['[::1]/a/b', '[::1]', 'a/b'],
     ['EXAMPLE.com/a', 'example.com', 'a'],
@@ -414,7 +427,7 @@ describe('splitDockerDomain', () => {
     expect(splitDockerDomain(name)).toEqual({ registry, repository });
   });
 
-  it.each(['', 'docker.io/', 'a..b/c', 'quay.io/A', 'bad_host.io/x', 'nginx:latest', 'x/'])(
+  it.each(['', 'docker.io/', 'a..b/c', 'quay.io/A', 'bad_host.io/x', 'Bad_Host/x', 'nginx:latest', 'x/'])(
     'refuses %j',
     (name) => {
       expect(thrown(() => splitDockerDomain(name)).code).toBe('NAME_INVALID');
@@ -433,6 +446,11 @@ describe('normalizeRegistryHost', () => {
     ['Quay.io', 'quay.io'],
     ['localhost:5000', 'localhost:5000'],
     ['[FC00::1]:5000', '[fc00::1]:5000'],
+    ['LocalHost', 'localhost'],
+    // A host by its uppercase letters only: lowercased, 'localdomain/x' would be Docker Hub's
+    ['LOCALDOMAIN', 'LOCALDOMAIN'],
+    ['localdomain', 'LOCALDOMAIN'],
+    ['LocalDomain', 'LOCALDOMAIN'],
   ])('%s -> %s', (host, out) => {
     expect(normalizeRegistryHost(host)).toBe(out);
   });

@@ -6,6 +6,7 @@ import {
   assertTag,
   DOCKER_HUB,
   formatReference,
+  isRegistryComponent,
   isValidDomain,
   isValidRepositoryPath,
   isValidTag,
@@ -272,6 +273,8 @@ const INVALID: Invalid[] = [
   ['a..b.com/x', 'NAME_INVALID'],
   ['.com/x', 'NAME_INVALID'],
   ['foo_bar.com:8080/app', 'NAME_INVALID'],
+  ['foo_bar.com/app', 'NAME_INVALID'], // upstream parses it with an empty domain
+  ['docker.io_a/x', 'NAME_INVALID'],
   ['test.com:http/bar', 'NAME_INVALID'],
   ['example.com:/x', 'NAME_INVALID'],
   [':5000/x', 'NAME_INVALID'],
@@ -808,10 +811,15 @@ describe("agreement with distribution's reference grammar", () => {
         const refusedUpstream =
           (digest !== undefined && !/^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/.test(digest)) ||
           /^[a-f0-9]{64}$/.test(s);
-        // Our one deliberate difference: a bare digest is not docker.io/library/sha256 with a tag.
+        // Our deliberate differences: a bare digest is not docker.io/library/sha256 with a tag, and a
+        // first component taken for a host must be a valid one ('a_b.com/x' upstream gets an empty
+        // domain, which nothing can pull from).
         const bareDigest = /^sha(?:256|512):[a-fA-F0-9]{32,}$/.test(s);
+        const name = match![1]!;
+        const first = name.includes('/') ? name.slice(0, name.indexOf('/')) : '';
+        const badHost = isRegistryComponent(first) && !isValidDomain(first);
         const ref = throwsOrRef(s);
-        if (refusedUpstream || bareDigest) expect(ref).toBeInstanceOf(RegistryError);
+        if (refusedUpstream || bareDigest || badHost) expect(ref).toBeInstanceOf(RegistryError);
         else expect(ref).not.toBeInstanceOf(RegistryError);
       }),
       { numRuns: 3000 },

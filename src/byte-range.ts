@@ -44,12 +44,10 @@ export function parseContentRange(
   if (!match) return null;
   const [start, end] = [Number(match[1]), Number(match[2])];
   const size = match[3] === '*' ? null : Number(match[3]);
-  if (
+  // A safe end at or after start makes start safe too.
+  const invalid =
     !Number.isSafeInteger(end) ||
     end < start ||
-    (size !== null && !(end < size && Number.isSafeInteger(size)))
-  ) {
-    return null;
-  }
-  return { range: { start, end }, size };
+    (size !== null && (!Number.isSafeInteger(size) || end >= size));
+  return invalid ? null : { range: { start, end }, size };
 }

@@ -33,14 +33,21 @@ export function resolveRange(spec: RangeSpec, size: number): ByteRange {
   return { start: spec.start, end: Math.min(spec.end ?? size - 1, size - 1) };
 }
 
-/** Parses `Content-Range: bytes start-end/size` from an upstream's 206 answer. */
+/**
+ * Parses `Content-Range: bytes start-end/size` from an upstream's 206 answer. An invalid one
+ * (end before start, or not inside the size) is null: RFC 9110 forbids recombining its bytes.
+ */
 export function parseContentRange(
   header: string | undefined,
 ): { range: ByteRange; size: number | null } | null {
   const match = header ? /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(header.trim()) : null;
   if (!match) return null;
-  return {
-    range: { start: Number(match[1]), end: Number(match[2]) },
-    size: match[3] === '*' ? null : Number(match[3]),
-  };
+  const [start, end] = [Number(match[1]), Number(match[2])];
+  const size = match[3] === '*' ? null : Number(match[3]);
+  // A safe end at or after start makes start safe too.
+  const invalid =
+    !Number.isSafeInteger(end) ||
+    end < start ||
+    (size !== null && (!Number.isSafeInteger(size) || end >= size));
+  return invalid ? null : { range: { start, end }, size };
 }

@@ -82,8 +82,9 @@ async function main(argv: string[]): Promise<number> {
     case 'resolve': {
       if (rest.length !== 1) throw new UsageError('resolve takes exactly one REFERENCE');
       const ref = parseReference(rest[0]!);
+      // A valid reference to a registry this config does not allow is an answer, not an error:
+      // scripts ask "would this be served?" and only a malformed reference fails.
       const upstream = config.registries[ref.registry];
-      if (!upstream) throw new UsageError(`registry ${ref.registry} is not allowed by this configuration`);
       const target = ref.digest ?? ref.tag;
       process.stdout.write(
         `${JSON.stringify({
@@ -92,7 +93,8 @@ async function main(argv: string[]): Promise<number> {
           repository: ref.repository,
           tag: ref.tag,
           digest: ref.digest,
-          upstream: `${upstream.url}/v2/${ref.repository}/manifests/${target}`,
+          allowed: upstream !== undefined,
+          upstream: upstream ? `${upstream.url}/v2/${ref.repository}/manifests/${target}` : null,
         })}\n`,
       );
       return 0;

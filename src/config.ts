@@ -167,6 +167,35 @@ const schema = z
 export type Config = z.output<typeof schema>;
 export type RegistryConfig = Config['registries'][string];
 
+/**
+ * Every key the config accepts, dotted, with `<name>` for a map's own keys (`storage.maxSize`,
+ * `registries.<name>.url`): read from the schema, so the README's reference can be checked against it.
+ */
+export function configKeys(): string[] {
+  return keysOf(schema, '');
+}
+
+function keysOf(type: z.core.$ZodType, prefix: string): string[] {
+  const join = (key: string) => (prefix === '' ? key : `${prefix}.${key}`);
+  if (type instanceof z.ZodObject) {
+    return Object.entries(type.shape).flatMap(([key, value]) => keysOf(value, join(key)));
+  }
+  if (type instanceof z.ZodRecord) return keysOf(type.valueType, join('<name>'));
+  if (
+    type instanceof z.ZodOptional ||
+    type instanceof z.ZodNullable ||
+    type instanceof z.ZodDefault ||
+    type instanceof z.ZodPrefault
+  ) {
+    return keysOf(type.unwrap(), prefix);
+  }
+  if (type instanceof z.ZodPipe) return keysOf(type.in, prefix); // a transform's input is what the file holds
+  // A value or an object (`x: 5s` or `x: { ... }`): the keys of every alternative.
+  if (type instanceof z.ZodUnion)
+    return [...new Set(type.options.flatMap((option) => keysOf(option, prefix)))];
+  return [prefix];
+}
+
 export interface ConfigOverrides {
   listen?: string | undefined;
   storage?: string | undefined;

@@ -22,7 +22,8 @@ export function parseDigest(input: string): Digest {
   const colon = input.indexOf(':');
   const algorithm = input.slice(0, colon);
   const hex = input.slice(colon + 1);
-  if (!(algorithm in DIGEST_ALGORITHMS)) {
+  // Own keys only: `in` would take 'constructor' (it passes the grammar) for an algorithm.
+  if (!Object.hasOwn(DIGEST_ALGORITHMS, algorithm)) {
     throw digestInvalid(`unsupported digest algorithm ${algorithm}`, { digest: input.slice(0, 200) });
   }
   const alg = algorithm as DigestAlgorithm;

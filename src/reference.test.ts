@@ -6,6 +6,7 @@ import {
   assertTag,
   DOCKER_HUB,
   formatReference,
+  isRegistryComponent,
   isValidDomain,
   isValidRepositoryPath,
   isValidTag,
@@ -104,6 +105,17 @@ const VALID: Valid[] = [
   ['Quay.IO/coreos/etcd', 'quay.io', 'coreos/etcd', 'latest', null],
   ['Asdf.com/foo', 'asdf.com', 'foo', 'latest', null],
   ['EXAMPLE.COM:5000/foo', 'example.com:5000', 'foo', 'latest', null],
+  // A first component with an uppercase letter is a host (distribution's splitDockerDomain); one
+  // without '.' or ':' is spelled uppercase, so that it stays a host when formatted and parsed again
+  ['LOCALDOMAIN/debian', 'LOCALDOMAIN', 'debian', 'latest', null],
+  ['Localdomain/debian:12', 'LOCALDOMAIN', 'debian', '12', null],
+  ['Docker/docker', 'DOCKER', 'docker', 'latest', null],
+  ['DOCKER/docker', 'DOCKER', 'docker', 'latest', null],
+  ['Foo/bar/baz', 'FOO', 'bar/baz', 'latest', null],
+  [`MyHost/x@${D}`, 'MYHOST', 'x', null, D],
+  ['Registry-1/x', 'REGISTRY-1', 'x', 'latest', null],
+  ['Docker.io/nginx', 'docker.io', 'library/nginx', 'latest', null],
+  ['Foo:5000/bar', 'foo:5000', 'bar', 'latest', null],
   // localhost
   ['localhost/foo', 'localhost', 'foo', 'latest', null],
   ['localhost/foo/bar', 'localhost', 'foo/bar', 'latest', null],
@@ -208,8 +220,9 @@ const INVALID: Invalid[] = [
   ['docker.io/docker/Docker', 'NAME_INVALID'],
   ['test:5000/Uppercase/lowercase:tag', 'NAME_INVALID'],
   ['quay.io/CoreOS/etcd', 'NAME_INVALID'],
-  ['Foo/bar', 'NAME_INVALID'], // upstream takes 'Foo' as a host; we do not (see splitDockerDomain)
-  ['DOCKER/docker', 'NAME_INVALID'],
+  ['LOCALDOMAIN', 'NAME_INVALID'], // a single component is a path, never a host
+  ['Foo/Bar', 'NAME_INVALID'],
+  ['LOCALDOMAIN/Debian', 'NAME_INVALID'],
   // Leading and trailing separators
   ['-docker', 'NAME_INVALID'],
   ['-docker/docker', 'NAME_INVALID'],
@@ -260,6 +273,8 @@ const INVALID: Invalid[] = [
   ['a..b.com/x', 'NAME_INVALID'],
   ['.com/x', 'NAME_INVALID'],
   ['foo_bar.com:8080/app', 'NAME_INVALID'],
+  ['foo_bar.com/app', 'NAME_INVALID'], // upstream parses it with an empty domain
+  ['docker.io_a/x', 'NAME_INVALID'],
   ['test.com:http/bar', 'NAME_INVALID'],
   ['example.com:/x', 'NAME_INVALID'],
   [':5000/x', 'NAME_INVALID'],
@@ -407,6 +422,7 @@ describe('splitDockerDomain', () => {
     ['localhost/nginx', 'localhost', 'nginx'],
     ['localhost', 'docker.io', 'library/localhost'],
     ['myhost/nginx', 'docker.io', 'myhost/nginx'],
+    ['MyHost/nginx', 'MYHOST', 'nginx'],
     ['myhost:5000/nginx', 'myhost:5000', 'nginx'],
     ['[::1]/a/b', '[::1]', 'a/b'],
     ['EXAMPLE.com/a', 'example.com', 'a'],
@@ -414,7 +430,7 @@ describe('splitDockerDomain', () => {
     expect(splitDockerDomain(name)).toEqual({ registry, repository });
   });
 
-  it.each(['', 'docker.io/', 'a..b/c', 'quay.io/A', 'bad_host.io/x', 'nginx:latest', 'x/'])(
+  it.each(['', 'docker.io/', 'a..b/c', 'quay.io/A', 'bad_host.io/x', 'Bad_Host/x', 'nginx:latest', 'x/'])(
     'refuses %j',
     (name) => {
       expect(thrown(() => splitDockerDomain(name)).code).toBe('NAME_INVALID');
@@ -433,6 +449,11 @@ describe('normalizeRegistryHost', () => {
     ['Quay.io', 'quay.io'],
     ['localhost:5000', 'localhost:5000'],
     ['[FC00::1]:5000', '[fc00::1]:5000'],
+    ['LocalHost', 'localhost'],
+    // A host by its uppercase letters only: lowercased, 'localdomain/x' would be Docker Hub's
+    ['LOCALDOMAIN', 'LOCALDOMAIN'],
+    ['localdomain', 'LOCALDOMAIN'],
+    ['LocalDomain', 'LOCALDOMAIN'],
   ])('%s -> %s', (host, out) => {
     expect(normalizeRegistryHost(host)).toBe(out);
   });
@@ -583,6 +604,10 @@ const domain = fc.oneof(
   fc.option(port).map((p) => `localhost${p ?? ''}`),
   fc.option(port).map((p) => `[fd00::1]${p ?? ''}`),
   fc.constantFrom('docker.io', 'index.docker.io', 'registry-1.docker.io', 'DOCKER.IO', 'quay.io'),
+  // A host without '.' or ':' that is one by its uppercase letter ('LOCALDOMAIN', 'myHost')
+  fc
+    .tuple(chars('abcXYZ019', 0, 3), chars('XYZ', 1, 1), chars('abcXYZ019', 0, 3))
+    .map(([x, y, z]) => x + y + z),
 );
 const tag = fc
   .tuple(chars('aZ09_', 1, 1), chars('aZ09_.-', 0, TAG_MAX - 1))
@@ -627,7 +652,7 @@ describe('properties', () => {
         const ref = parseReference(toInput(r));
         const registry = r.domain === null ? DOCKER_HUB : normalizeRegistryHost(r.domain);
         expect(ref.registry).toBe(registry);
-        expect(ref.registry).toBe(ref.registry.toLowerCase());
+        expect(normalizeRegistryHost(ref.registry)).toBe(ref.registry); // one spelling per host
         expect(ref.repository).toBe(
           registry === DOCKER_HUB && !r.path.includes('/') ? `library/${r.path}` : r.path,
         );
@@ -702,6 +727,133 @@ describe('properties', () => {
         }
         expect(isValidRepositoryPath(ref.repository)).toBe(true);
         expect(parseReference(formatReference(ref))).toEqual(ref);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});
+
+// --- Agreement with distribution's grammar -----------------------------------------------------
+
+/**
+ * distribution/reference's ReferenceRegexp (regexp.go), written out here independently of the
+ * module's own composition: name `(domain/)?path`, then `:tag`, then `@digest`.
+ */
+const DISTRIBUTION_REFERENCE = (() => {
+  const alnum = '[a-z0-9]+';
+  const sep = '(?:[._]|__|[-]+)';
+  const pathComponent = `${alnum}(?:${sep}${alnum})*`;
+  const domainComponent = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
+  const host = `(?:${domainComponent}(?:\\.${domainComponent})*|\\[(?:[a-fA-F0-9:]+)\\])`;
+  const name = `(?:${host}(?::[0-9]+)?/)?${pathComponent}(?:/${pathComponent})*`;
+  const tagPat = '[\\w][\\w.-]{0,127}';
+  const digestPat = '[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][0-9A-Fa-f]{32,}';
+  return new RegExp(`^(${name})(?::(${tagPat}))?(?:@(${digestPat}))?$`);
+})();
+const HEX = '0123456789abcdef';
+/** Inputs built from the pieces references are made of, so that many are valid and many nearly so. */
+const referenceLike = fc
+  .array(
+    fc.oneof(
+      { weight: 3, arbitrary: chars('abAZ09', 1, 3) },
+      fc.constantFrom('.', ':', '_', '__', '-', '/', '/', '@', '[', ']', '..', '::1'),
+      fc.constantFrom('localhost', 'LOCALDOMAIN', 'Docker', 'docker.io', 'quay.io', '5000', 'latest'),
+      fc.constantFrom('sha256:', 'sha512:', 'md5:', ''),
+      chars(HEX, 64, 64),
+      chars(HEX, 64, 64).map((hex) => `@sha256:${hex}`),
+      chars(HEX, 128, 128).map((hex) => `@sha512:${hex}`),
+    ),
+    { maxLength: 8 },
+  )
+  .map((parts) => parts.join(''));
+const throwsOrRef = (s: string): Reference | RegistryError => {
+  try {
+    return parseReference(s);
+  } catch (err) {
+    expect(err).toBeInstanceOf(RegistryError);
+    return err as RegistryError;
+  }
+};
+
+describe("agreement with distribution's reference grammar", () => {
+  it('checks the regex itself on known inputs', () => {
+    for (const ok of ['nginx', 'LOCALDOMAIN/debian', 'a:1/b', `quay.io/a/b:t@${D}`, '[::1]:5000/x']) {
+      expect(DISTRIBUTION_REFERENCE.test(ok), ok).toBe(true);
+    }
+    for (const bad of ['Nginx', 'foo/Bar', 'a//b', 'nginx:', 'foo_bar.com:8080/app', 'a@b']) {
+      expect(DISTRIBUTION_REFERENCE.test(bad), bad).toBe(false);
+    }
+  });
+
+  it('accepts only inputs that match it, and formats to strings that match it with a domain', () => {
+    fc.assert(
+      fc.property(fc.oneof(referenceLike, reference.map(toInput)), (s) => {
+        const ref = throwsOrRef(s);
+        if (ref instanceof RegistryError) return;
+        expect(DISTRIBUTION_REFERENCE.test(s)).toBe(true);
+        const formatted = DISTRIBUTION_REFERENCE.exec(formatReference(ref));
+        expect(formatted?.[1]).toBe(`${ref.registry}/${ref.repository}`);
+        expect(formatted?.[1]?.slice(0, ref.registry.length + 1)).toBe(`${ref.registry}/`);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('accepts every input that matches it, but for the cases distribution refuses later too', () => {
+    fc.assert(
+      fc.property(referenceLike, (s) => {
+        const match = DISTRIBUTION_REFERENCE.exec(s);
+        // Short enough that no name reaches the length limit, which upstream checks after the regex.
+        fc.pre(match !== null && s.length <= 240);
+        const digest = match![3];
+        // Refused after the regex upstream as well: digests that are not a known algorithm's
+        // lowercase hex (go-digest's Validate), and an image ID where a name should be.
+        const refusedUpstream =
+          (digest !== undefined && !/^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/.test(digest)) ||
+          /^[a-f0-9]{64}$/.test(s);
+        // Our deliberate differences: a bare digest is not docker.io/library/sha256 with a tag, and a
+        // first component taken for a host must be a valid one ('a_b.com/x' upstream gets an empty
+        // domain, which nothing can pull from).
+        const bareDigest = /^sha(?:256|512):[a-fA-F0-9]{32,}$/.test(s);
+        const name = match![1]!;
+        const first = name.includes('/') ? name.slice(0, name.indexOf('/')) : '';
+        const badHost = isRegistryComponent(first) && !isValidDomain(first);
+        const ref = throwsOrRef(s);
+        if (refusedUpstream || bareDigest || badHost) expect(ref).toBeInstanceOf(RegistryError);
+        else expect(ref).not.toBeInstanceOf(RegistryError);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('answers any string, unicode and control characters included, with a reference or a typed 400', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.string({ unit: 'binary', maxLength: 40 }), fc.string({ unit: 'grapheme' })),
+        (s) => {
+          const ref = throwsOrRef(s);
+          if (ref instanceof RegistryError) {
+            expect(ref.status).toBe(400);
+            return;
+          }
+          expect(DISTRIBUTION_REFERENCE.test(formatReference(ref))).toBe(true);
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('puts a domain-looking or uppercase first component in the registry, and nothing else', () => {
+    fc.assert(
+      fc.property(referenceLike, (s) => {
+        const ref = throwsOrRef(s);
+        if (ref instanceof RegistryError) return;
+        const name = DISTRIBUTION_REFERENCE.exec(s)![1]!;
+        const slash = name.indexOf('/');
+        const first = slash < 0 ? '' : name.slice(0, slash);
+        const isHost =
+          first.includes('.') || first.includes(':') || first === 'localhost' || /[A-Z]/.test(first);
+        expect(ref.registry).toBe(isHost ? normalizeRegistryHost(first) : DOCKER_HUB);
       }),
       { numRuns: 3000 },
     );

@@ -55,8 +55,8 @@ export function formatReference(ref: Reference): string {
 
 /**
  * Parses and normalizes a reference like `docker pull` does (ParseNormalizedNamed + TagNameOnly,
- * but a tag given alongside a digest is kept). Hosts are lowercased: DNS ignores case and the
- * cache must not split on it. Errors are reported name first, then tag, then digest.
+ * but a tag given alongside a digest is kept). Hosts get one spelling (normalizeRegistryHost).
+ * Errors are reported name first, then tag, then digest.
  */
 export function parseReference(input: string): Reference {
   if (input === '') throw nameInvalid('repository name must have at least one component', { reference: '' });
@@ -88,10 +88,14 @@ export function parseReference(input: string): Reference {
 }
 
 /**
- * Upstream also takes an uppercase first component ('Foo/bar') as a domain. We do not: hosts are
- * lowercased here, and 'foo/bar' would then re-parse as docker.io/foo/bar, so parsing would not
- * reach a fixpoint. Such names fail as an uppercase repository instead.
+ * Whether the first component of a name is a registry host, by distribution's rule
+ * (normalize.go splitDockerDomain): it has a '.' or ':', is localhost, or has an uppercase letter
+ * (repository paths are lowercase, so `LOCALDOMAIN/debian` can only mean a host).
  */
+export function isRegistryComponent(first: string): boolean {
+  return first.includes('.') || first.includes(':') || first === 'localhost' || first.toLowerCase() !== first;
+}
+
 export function splitDockerDomain(name: string): { registry: string; repository: string } {
   if (name === '') throw nameInvalid('repository name must have at least one component', { name: '' });
   let registry = DOCKER_HUB;
@@ -100,7 +104,7 @@ export function splitDockerDomain(name: string): { registry: string; repository:
   if (slash >= 0) {
     const first = name.slice(0, slash);
     // A single component never is a domain ('localhost:5000' alone is library/localhost, tag 5000).
-    if (first.includes('.') || first.includes(':') || first.toLowerCase() === 'localhost') {
+    if (isRegistryComponent(first)) {
       if (!isValidDomain(first)) {
         throw nameInvalid(`invalid registry host "${clip(first)}"`, { name: clip(name), host: clip(first) });
       }
@@ -114,9 +118,16 @@ export function splitDockerDomain(name: string): { registry: string; repository:
   return { registry, repository: path };
 }
 
+/**
+ * One spelling per host, since DNS ignores case and the cache must not split on it: lowercase,
+ * except a host that is one only by its uppercase letters (`Localdomain`, no '.' or ':'). Lowercased,
+ * that would read back as a Docker Hub namespace, so its spelling is uppercase (`LOCALDOMAIN`) and
+ * a formatted reference parses to the same registry again.
+ */
 export function normalizeRegistryHost(host: string): string {
   const lower = host.toLowerCase();
-  return DOCKER_HUB_ALIASES.has(lower) ? DOCKER_HUB : lower;
+  if (DOCKER_HUB_ALIASES.has(lower)) return DOCKER_HUB;
+  return isRegistryComponent(lower) ? lower : host.toUpperCase();
 }
 
 export function isValidRepositoryPath(s: string): boolean {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { parseConfig } from './config.js';
 import { resolveRoute } from './routing.js';
 
 const config = {
@@ -9,6 +10,7 @@ const config = {
     'ghcr.io': { url: 'https://ghcr.io' },
     'registry.k8s.io': { url: 'https://registry.k8s.io' },
     'localhost:5000': { url: 'http://localhost:5000' },
+    LOCALDOMAIN: { url: 'http://localdomain:5000' },
   },
 };
 
@@ -26,6 +28,10 @@ describe('resolveRoute', () => {
     ['ghcr.io/org/image', undefined, 'ghcr.io', 'org/image', 'path'],
     ['registry.k8s.io/pause', undefined, 'registry.k8s.io', 'pause', 'path'],
     ['localhost:5000/app', undefined, 'localhost:5000', 'app', 'path'],
+    // An uppercase first component is a host, as in the reference grammar (pullcache resolve agrees)
+    ['LOCALDOMAIN/debian', undefined, 'LOCALDOMAIN', 'debian', 'path'],
+    ['LocalDomain/debian/sub', undefined, 'LOCALDOMAIN', 'debian/sub', 'path'],
+    ['debian', 'localdomain', 'LOCALDOMAIN', 'debian', 'ns'],
     ['library/nginx', 'docker.io', 'docker.io', 'library/nginx', 'ns'],
     ['nginx', 'docker.io', 'docker.io', 'library/nginx', 'ns'],
     ['coreos/flannel', 'quay.io', 'quay.io', 'coreos/flannel', 'ns'],
@@ -47,6 +53,9 @@ describe('resolveRoute', () => {
     ['gcr.io/x/y', undefined, 'DENIED', 403],
     ['localhost/x', undefined, 'DENIED', 403],
     ['my.registry:8443/x', undefined, 'DENIED', 403],
+    ['Docker/docker', undefined, 'DENIED', 403],
+    ['Bad_Host/x', undefined, 'NAME_INVALID', 400],
+    ['LOCALDOMAIN/Debian', undefined, 'NAME_INVALID', 400],
     ['x', 'gcr.io', 'DENIED', 403],
     ['x', 'bad host!', 'NAME_INVALID', 400],
     ['quay.io/', undefined, 'NAME_INVALID', 400],
@@ -57,6 +66,21 @@ describe('resolveRoute', () => {
     ['-leading', 'quay.io', 'NAME_INVALID', 400],
   ])('%s (ns=%s) → %s', (name, ns, code, status) => {
     expect(() => resolveRoute(name, ns, config)).toThrow(expect.objectContaining({ code, status }));
+  });
+
+  it('routes to a dotless registry host however the config spells it', () => {
+    const parsed = parseConfig({
+      registries: { 'docker.io': { url: 'https://r.example' }, localdomain: { url: 'http://ld:5000' } },
+    });
+    expect(Object.keys(parsed.registries)).toEqual(['docker.io', 'LOCALDOMAIN']);
+    const route = resolveRoute('LOCALDOMAIN/debian', undefined, parsed);
+    expect(route).toMatchObject({ registry: 'LOCALDOMAIN', repository: 'debian', via: 'path' });
+    expect(route.upstream.url).toBe('http://ld:5000');
+    // Lowercase, the same component is a Docker Hub namespace.
+    expect(resolveRoute('localdomain/debian', undefined, parsed)).toMatchObject({
+      registry: 'docker.io',
+      repository: 'localdomain/debian',
+    });
   });
 
   it('uses the configured default registry for names without a registry', () => {

@@ -5,7 +5,13 @@
  */
 import type { Config, RegistryConfig } from './config.js';
 import { denied, nameInvalid } from './errors.js';
-import { assertRepositoryPath, DOCKER_HUB, isValidDomain, normalizeRegistryHost } from './reference.js';
+import {
+  assertRepositoryPath,
+  DOCKER_HUB,
+  isRegistryComponent,
+  isValidDomain,
+  normalizeRegistryHost,
+} from './reference.js';
 
 export interface Route {
   registry: string;
@@ -26,8 +32,8 @@ export function resolveRoute(name: string, ns: string | undefined, config: Routi
   }
   const slash = name.indexOf('/');
   const first = slash === -1 ? '' : name.slice(0, slash);
-  // The reference grammar's rule: a first component is a registry if it has '.' or ':' or is localhost.
-  if (first.includes('.') || first.includes(':') || first === 'localhost') {
+  // The reference grammar's rule, so `/v2/<name>` and `pullcache resolve <name>` agree.
+  if (slash !== -1 && isRegistryComponent(first)) {
     if (!isValidDomain(first))
       throw nameInvalid('invalid registry host in repository name', { name: name.slice(0, 256) });
     return build(normalizeRegistryHost(first), name.slice(slash + 1), config, 'path');
@@ -36,6 +42,8 @@ export function resolveRoute(name: string, ns: string | undefined, config: Routi
 }
 
 function build(registry: string, path: string, config: RoutingConfig, via: Route['via']): Route {
+  // An invalid name is a 400 whatever the config allows, as parseReference reports it.
+  assertRepositoryPath(path);
   const upstream = config.registries[registry];
   if (!upstream) {
     throw denied(`registry ${registry} is not allowed by this proxy`, {
@@ -43,7 +51,6 @@ function build(registry: string, path: string, config: RoutingConfig, via: Route
       allowed: Object.keys(config.registries),
     });
   }
-  assertRepositoryPath(path);
   // Docker Hub keeps official images under library/: `nginx` is `library/nginx`.
   const repository = registry === DOCKER_HUB && !path.includes('/') ? `library/${path}` : path;
   return { registry, repository, upstream, via };

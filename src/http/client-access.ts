@@ -11,6 +11,7 @@ import { createAllowList } from '../cidr.js';
 import type { Config } from '../config.js';
 import { ConfigError } from '../config.js';
 import { denied, unauthorized } from '../errors.js';
+import { formatChallenge } from '../upstream/www-authenticate.js';
 import type { Env } from './env.js';
 
 /** Paths open to anyone who can connect: orchestrators probe them without credentials. */
@@ -50,7 +51,7 @@ export function clientAccess(config: Pick<Config, 'auth' | 'allowedClients'>): M
   const users = auth?.htpasswd ? readHtpasswd(auth.htpasswd) : new Map<string, string>();
   const tokens = (auth?.tokens ?? []).map(sha256);
   const verified = new LRUCache<string, true>({ max: 1000, ttl: VERIFIED_TTL_MS });
-  const challenge = { 'www-authenticate': `Basic realm="${auth?.realm ?? 'pullcache'}"` };
+  const challenge = { 'www-authenticate': formatChallenge('Basic', { realm: auth?.realm ?? 'pullcache' }) };
 
   async function authorized(header: string | undefined): Promise<boolean> {
     if (!header) return false;

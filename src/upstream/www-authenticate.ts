@@ -1,4 +1,7 @@
-/** @module Parses `WWW-Authenticate` challenges (RFC 7235): the schemes and parameters a registry asks for. */
+/**
+ * @module `WWW-Authenticate` challenges (RFC 7235): parses the schemes and parameters a registry
+ * asks for, and formats our own (values quoted and escaped, so any realm survives the trip).
+ */
 
 export interface Challenge {
   /** Lower-cased scheme: 'bearer', 'basic', ... */
@@ -40,8 +43,10 @@ function parseOne(input: string): Challenge[] {
     current = { scheme: name.toLowerCase(), params: {} };
     challenges.push(current);
     rest = after;
+    // Only a comma or the end may follow a token68 (`abc==, Basic ...`); an auth-param has a value
+    // after its '=', so `abc=` is never one.
     const token68 = /^[A-Za-z0-9._~+/-]+=*(?=\s*(,|$))/.exec(rest);
-    if (token68 && !/^[A-Za-z0-9._~+/-]+\s*=[^=]/.test(rest)) {
+    if (token68) {
       current.params.token68 = token68[0];
       rest = rest.slice(token68[0].length);
     }
@@ -66,4 +71,14 @@ function readValue(input: string): [string, string] {
     }
   }
   return [value, ''];
+}
+
+/**
+ * One challenge as a header value: `Basic realm="r"`, parameters as quoted strings (`\` and `"`
+ * escaped), or the token68 alone. Values must not hold control characters; no header can.
+ */
+export function formatChallenge(scheme: string, params: Record<string, string>): string {
+  if (params.token68 !== undefined) return `${scheme} ${params.token68}`;
+  const pairs = Object.entries(params).map(([name, value]) => `${name}="${value.replace(/[\\"]/g, '\\$&')}"`);
+  return pairs.length === 0 ? scheme : `${scheme} ${pairs.join(', ')}`;
 }

@@ -50,6 +50,7 @@ describe('pullcache resolve', () => {
         repository: 'library/nginx',
         tag: 'latest',
         digest: null,
+        allowed: true,
         upstream: 'https://registry-1.docker.io/v2/library/nginx/manifests/latest',
       },
     ],
@@ -61,6 +62,7 @@ describe('pullcache resolve', () => {
         repository: 'coreos/flannel',
         tag: 'v0.12.0-amd64',
         digest: null,
+        allowed: true,
         upstream: 'https://quay.io/v2/coreos/flannel/manifests/v0.12.0-amd64',
       },
     ],
@@ -72,6 +74,7 @@ describe('pullcache resolve', () => {
         repository: 'pause',
         tag: null,
         digest: `sha256:${'a'.repeat(64)}`,
+        allowed: true,
         upstream: `https://registry.k8s.io/v2/pause/manifests/sha256:${'a'.repeat(64)}`,
       },
     ],
@@ -86,14 +89,54 @@ describe('pullcache resolve', () => {
   );
 
   it.each([
+    ['gcr.io/x/y', 'gcr.io', 'x/y'],
+    // An uppercase first component is a registry host, as distribution's reference library decides.
+    ['LOCALDOMAIN/debian', 'LOCALDOMAIN', 'debian'],
+    ['Docker/docker', 'DOCKER', 'docker'],
+  ])(
+    'answers for %s, valid but not allowed here, with allowed: false and exit 0',
+    async (reference, registry, repository) => {
+      const run = await cli(['resolve', reference]);
+      expect(run.code).toBe(0);
+      expect(run.stderr).toBe('');
+      expect(JSON.parse(run.stdout)).toEqual({
+        reference: `${registry}/${repository}:latest`,
+        registry,
+        repository,
+        tag: 'latest',
+        digest: null,
+        allowed: false,
+        upstream: null,
+      });
+    },
+    20_000,
+  );
+
+  it('resolves a dotless registry host the config allows, however the config spells it', async () => {
+    const config = join(dir, 'localdomain.yaml');
+    writeFileSync(
+      config,
+      'registries:\n  docker.io: { url: https://registry-1.docker.io }\n  localdomain: { url: "http://localdomain:5000" }\n',
+    );
+    const run = await cli(['resolve', '--config', config, 'LocalDomain/debian:12']);
+    expect(run.code).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({
+      reference: 'LOCALDOMAIN/debian:12',
+      registry: 'LOCALDOMAIN',
+      allowed: true,
+      upstream: 'http://localdomain:5000/v2/debian/manifests/12',
+    });
+  }, 20_000);
+
+  it.each([
     ['Nginx', 'repository name must be lowercase'],
     ['nginx:bad tag', 'pullcache:'],
-    ['gcr.io/x/y', 'registry gcr.io is not allowed by this configuration'],
+    ['Bad_Host/x', 'invalid registry host "Bad_Host"'],
   ])(
     'fails for %s with a non-zero exit and one line on stderr',
     async (reference, message) => {
       const run = await cli(['resolve', reference]);
-      expect(run.code).not.toBe(0);
+      expect(run.code).toBe(1);
       expect(run.stdout).toBe('');
       expect(run.stderr.trim().split('\n')).toHaveLength(1);
       expect(run.stderr).toContain(message);

@@ -10,6 +10,7 @@ import { connect } from 'node:tls';
 import bcrypt from 'bcryptjs';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseWwwAuthenticate } from '../../src/upstream/www-authenticate.js';
 import { RegistryContent, registryHandlers } from '../support/fake-registry.js';
 import { firstError } from '../support/http-client.js';
 import { type LoopbackServer, startLoopback } from '../support/msw-loopback.js';
@@ -55,6 +56,24 @@ describe('client credentials', () => {
     expect((await firstError(response)).code).toBe('UNAUTHORIZED');
     expect((await fetch(`${proxy.url}/v2/app/manifests/1.0`)).status).toBe(401);
     expect(registry.requests).toHaveLength(0);
+  });
+
+  it('quotes a realm holding quotes and backslashes, so that clients read it back', async () => {
+    const realm = 'team "A" \\ cache';
+    const quoting = await startProxy({
+      registries: { 'docker.io': { url: registry.url } },
+      auth: { tokens: [TOKEN], realm },
+    });
+    try {
+      const response = await fetch(`${quoting.url}/v2/`);
+      expect(response.status).toBe(401);
+      const header = response.headers.get('www-authenticate');
+      expect(header).toBe('Basic realm="team \\"A\\" \\\\ cache"');
+      expect(parseWwwAuthenticate(header ?? '')).toEqual([{ scheme: 'basic', params: { realm } }]);
+      await response.arrayBuffer();
+    } finally {
+      await quoting.close();
+    }
   });
 
   it.each([

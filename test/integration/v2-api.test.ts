@@ -133,6 +133,8 @@ describe('routing', () => {
     ['path prefix of a registry not configured', '/v2/gcr.io/foo/bar/manifests/1'],
     ['localhost prefix', '/v2/localhost/foo/manifests/1'],
     ['a dotted first component is a registry', `/v2/my.org/app/blobs/sha256:${'a'.repeat(64)}`],
+    // As in the reference grammar (and `pullcache resolve`): an uppercase first component is a host.
+    ['an uppercase first component is a registry', '/v2/LOCALDOMAIN/debian/manifests/12'],
   ])('refuses %s with 403 DENIED and no network traffic', async (_, path) => {
     const response = await fetch(`${proxy.url}${path}`);
     expect(response.status).toBe(403);
@@ -145,6 +147,13 @@ describe('bad input is refused before any upstream traffic', () => {
   const hex = 'a'.repeat(64);
   it.each([
     ['uppercase name', 'GET', '/v2/Library/Nginx/manifests/latest', 400, 'NAME_INVALID'],
+    [
+      'uppercase name under a registry',
+      'GET',
+      '/v2/quay.io/CoreOS/etcd/manifests/latest',
+      400,
+      'NAME_INVALID',
+    ],
     [
       'name over 255 characters',
       'GET',

@@ -41,7 +41,10 @@ export function createUpstreams(
           onResponse: (status, seconds) => hooks.onResponse?.(registry, status, seconds),
           onError: (reason) => hooks.onError?.(registry, reason),
         });
-        remote = createRemoteRegistry(client);
+        const { minRate, minRateWindow } = config.upstream;
+        remote = createRemoteRegistry(client, {
+          minRate: minRate === null ? null : { bytesPerSecond: minRate, windowMs: minRateWindow },
+        });
         clients.set(registry, remote);
       }
       return remote;

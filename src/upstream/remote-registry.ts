@@ -112,6 +112,7 @@ export function createRemoteRegistry(
           passed: manifest.passed,
         };
       }
+      assertUpstreamDigest(registry, digest);
       if (reference.includes(':') && digest !== reference) {
         throw invalidUpstream(registry, `answered digest ${digest} for ${reference}`);
       }
@@ -131,6 +132,7 @@ export function createRemoteRegistry(
       const mediaType = header(response, 'content-type') ?? mediaTypeOf(bytes);
       assertMediaType(registry, mediaType);
       const claimed = header(response, 'docker-content-digest');
+      if (claimed !== undefined) assertUpstreamDigest(registry, claimed);
       // By digest: the bytes must hash to it. By tag: they must match what the registry claims, if it does.
       const expected = reference.includes(':') ? reference : claimed;
       const algorithm = expected ? parseDigest(expected).algorithm : 'sha256';
@@ -229,6 +231,18 @@ function assertMediaType(registry: string, mediaType: string): void {
     throw invalidUpstream(
       registry,
       `sent a manifest media type that is not a valid header value: ${JSON.stringify(mediaType.slice(0, 200))}`,
+    );
+  }
+}
+
+/** A Docker-Content-Digest the upstream sent: a malformed one is its fault (502), not the client's (400). */
+function assertUpstreamDigest(registry: string, digest: string): void {
+  try {
+    parseDigest(digest);
+  } catch {
+    throw invalidUpstream(
+      registry,
+      `sent an invalid Docker-Content-Digest header: ${JSON.stringify(digest.slice(0, 200))}`,
     );
   }
 }

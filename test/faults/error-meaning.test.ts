@@ -37,6 +37,11 @@ const untyped = new Map<string, Buffer>();
 
 const badHandlers = [
   http.get('/v2/library/bad/blobs/:digest', ({ params }) => badBlobs.get(String(params.digest))?.()),
+  http.all('/v2/library/bad/manifests/digest-header', ({ request }) => {
+    const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST }));
+    const headers = { 'content-type': OCI_MANIFEST, 'docker-content-digest': 'sha256:../../not-hex' };
+    return new HttpResponse(request.method === 'HEAD' ? null : bytes, { headers });
+  }),
   http.get('/v2/library/bad/manifests/:reference', ({ params }) => {
     const bytes = untyped.get(String(params.reference));
     if (!bytes) return undefined;
@@ -151,6 +156,25 @@ describe('an upstream manifest whose media type has a line break', () => {
       await new Promise((resolve) => raw.close(resolve));
     }
   });
+});
+
+describe('an upstream Docker-Content-Digest header that is not a digest', () => {
+  it.each(['GET', 'HEAD'])(
+    'is a 502 blaming the upstream (%s), not a 400 blaming the client',
+    async (method) => {
+      const p = await start();
+      const response = await fetch(`${p.url}/v2/library/bad/manifests/digest-header`, { method });
+      expect(response.status).toBe(502);
+      if (method === 'GET') {
+        const error = await firstError(response);
+        expect(error.code).toBe('MANIFEST_INVALID');
+        expect(error.message).toBe(
+          'upstream registry docker.io sent an invalid Docker-Content-Digest header: "sha256:../../not-hex"',
+        );
+      }
+      expect(storedContent(p.storage)).toMatchObject({ manifests: [], tags: [], temps: [] });
+    },
+  );
 });
 
 describe('a registry url ending in /v2', () => {

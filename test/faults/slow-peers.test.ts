@@ -143,6 +143,8 @@ function rawConnection(port: number): {
   connected: Promise<void>;
   closed: Promise<number>;
   received: () => string;
+  /** Resolves once what it received ends with `text`. */
+  receivedEnd: (text: string) => Promise<void>;
 } {
   const socket = connect(port, '127.0.0.1');
   let data = '';
@@ -150,7 +152,17 @@ function rawConnection(port: number): {
   socket.on('error', () => {});
   const connected = new Promise<void>((resolve) => socket.once('connect', () => resolve()));
   const closed = new Promise<number>((resolve) => socket.once('close', () => resolve(performance.now())));
-  return { socket, connected, closed, received: () => data };
+  const receivedEnd = (text: string) =>
+    new Promise<void>((resolve) => {
+      const check = () => {
+        if (!data.endsWith(text)) return;
+        socket.off('data', check);
+        resolve();
+      };
+      socket.on('data', check);
+      check();
+    });
+  return { socket, connected, closed, received: () => data, receivedEnd };
 }
 
 const portOf = (proxy: TestProxy) => Number(new URL(proxy.url).port);
@@ -181,7 +193,7 @@ describe('silent clients', () => {
     const connection = rawConnection(portOf(proxy));
     await connection.connected;
     connection.socket.write('GET /v2/ HTTP/1.1\r\nHost: pullcache\r\n\r\n');
-    while (!connection.received().endsWith('\r\n\r\n{}')) await sleep(10);
+    await connection.receivedEnd('\r\n\r\n{}');
     const answered = performance.now();
     expect(connection.received()).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
     expect(connection.received()).toMatch(/\r\nKeep-Alive: timeout=1\r\n/i); // clients are told, too
@@ -198,7 +210,7 @@ describe('silent clients', () => {
     const held = Array.from({ length: 5 }, () => rawConnection(portOf(proxy)));
     await Promise.all(held.map((c) => c.connected));
     for (const c of held) c.socket.write('GET /v2/ HTTP/1.1\r\nHost: pullcache\r\n\r\n');
-    while (!held.every((c) => c.received().includes('\r\n\r\n{}'))) await sleep(10);
+    await Promise.all(held.map((c) => c.receivedEnd('\r\n\r\n{}')));
 
     const refused = rawConnection(portOf(proxy));
     await refused.connected;

@@ -5,13 +5,14 @@
  * allocate fast, and the default lets the nursery grow to 32 MiB and more. 8 keeps peak memory
  * ~15 MB lower at a few percent of CPU; smaller costs far more CPU (bench/).
  */
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from './config.js';
 import { RegistryError } from './errors.js';
 import { formatReference, parseReference } from './reference.js';
 import { createRuntime } from './runtime.js';
-import { startServer } from './server.js';
+import { ListenError, startServer } from './server.js';
 import { warmImage } from './warm.js';
 import { jsonLines, progressBar } from './warm-output.js';
 
@@ -19,6 +20,7 @@ const USAGE = `usage:
   pullcache serve [--config FILE] [--listen HOST:PORT] [--storage DIR]
   pullcache resolve [--config FILE] REFERENCE
   pullcache warm [--config FILE] [--storage DIR] REFERENCE... [--platform OS/ARCH]... [--all-platforms]
+  pullcache --version
 
 The config file is --config, else $PULLCACHE_CONFIG, else the embedded default (Docker Hub, ./data).`;
 
@@ -33,8 +35,13 @@ async function main(argv: string[]): Promise<number> {
       platform: { type: 'string', multiple: true },
       'all-platforms': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean' },
     },
   });
+  if (values.version) {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
   const [command, ...rest] = positionals;
   if (values.help || command === undefined) {
     process.stdout.write(`${USAGE}\n`);
@@ -133,6 +140,14 @@ async function main(argv: string[]): Promise<number> {
 
 class UsageError extends Error {}
 
+/** package.json sits one folder above both src/cli.ts and dist/cli.js (and is in every install). */
+function version(): string {
+  const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return manifest.version;
+}
+
 main(process.argv.slice(2)).then(
   (code) => {
     if (code >= 0) process.exitCode = code;
@@ -142,6 +157,7 @@ main(process.argv.slice(2)).then(
       error instanceof ConfigError ||
       error instanceof RegistryError ||
       error instanceof UsageError ||
+      error instanceof ListenError ||
       Boolean((error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'));
     // A reference error is one line (scripts read it); config errors list every bad key.
     const message =

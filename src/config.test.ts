@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, parseConfig } from './config.js';
+import { ConfigError, FlagError, loadConfig, parseConfig } from './config.js';
 
 const minimal = { registries: { 'docker.io': { url: 'https://registry-1.docker.io' } } };
 
@@ -11,9 +11,50 @@ describe('parseConfig', () => {
       storage: { path: './data', maxSize: null },
       defaultRegistry: 'docker.io',
       cache: { tagTTL: 300_000, serveDeletedTags: false },
-      upstream: { connectTimeout: 10_000, headersTimeout: 30_000, bodyTimeout: 30_000, maxRedirects: 5 },
+      upstream: {
+        connectTimeout: 10_000,
+        headersTimeout: 30_000,
+        bodyTimeout: 30_000,
+        maxRedirects: 5,
+        minRate: 32 * 1024,
+        minRateWindow: 30_000,
+      },
+      limits: {
+        headersTimeout: 10_000,
+        requestTimeout: 30_000,
+        keepAliveTimeout: 65_000,
+        maxConnections: 4096,
+      },
       log: { level: 'info' },
     });
+  });
+
+  it.each([
+    ['32KiB/s', 32 * 1024],
+    ['1 MB / s', 1_000_000],
+    [500, 500],
+    [0, null],
+    [null, null],
+  ])('reads upstream.minRate %j as %j bytes per second (null: no floor)', (minRate, expected) => {
+    expect(parseConfig({ ...minimal, upstream: { minRate } }, {}).upstream.minRate).toBe(expected);
+  });
+
+  it.each(['https://r.example/v2', 'https://r.example/v2/', 'https://r.example/v2//', 'https://r.example/'])(
+    'takes the registry url %s as the registry base (the /v2 is added to every request)',
+    (url) => {
+      expect(parseConfig({ registries: { 'docker.io': { url } } }, {}).registries['docker.io']?.url).toBe(
+        'https://r.example',
+      );
+    },
+  );
+
+  it('keeps a path prefix before /v2', () => {
+    const config = parseConfig({ registries: { 'docker.io': { url: 'https://r.example/mirror/v2/' } } }, {});
+    expect(config.registries['docker.io']?.url).toBe('https://r.example/mirror');
+  });
+
+  it.each(['0.0.0.0:0', '127.0.0.1:65535', '[::1]:5000', ':5000'])('accepts listen %s', (listen) => {
+    expect(parseConfig({ ...minimal, listen }, {}).listen).toBe(listen);
   });
 
   it('reads units and substitutes ${ENV} values', () => {
@@ -78,6 +119,15 @@ describe('parseConfig', () => {
       { registries: { 'docker.io': { url: 'http://169.254.169.254' } } },
       'registries.docker.io.url: is a link-local or cloud metadata address',
     ],
+    [{ ...minimal, listen: '127.0.0.1:99999' }, 'listen: the port must be between 0 and 65535'],
+    [{ ...minimal, listen: '127.0.0.1:65536' }, 'listen: the port must be between 0 and 65535'],
+    [{ ...minimal, upstream: { minRate: '32KiB' } }, 'upstream.minRate: expected a rate such as "32KiB/s"'],
+    [{ ...minimal, upstream: { minRateWindow: '0s' } }, 'upstream.minRateWindow: must be longer than 0'],
+    [
+      { ...minimal, limits: { headersTimeout: '1m', requestTimeout: '30s' } },
+      'limits: headersTimeout must not be longer than requestTimeout',
+    ],
+    [{ ...minimal, limits: { maxConnections: 0 } }, 'limits.maxConnections'],
   ])('refuses %j naming the bad key', (document, message) => {
     expect(() => parseConfig(document, {})).toThrow(ConfigError);
     expect(() => parseConfig(document, {})).toThrow(message);
@@ -109,6 +159,20 @@ describe('parseConfig', () => {
     ).toThrow('registries.docker.io.password: environment variable MISSING_PW is not set');
   });
 
+  it('reports one bad key in one line', () => {
+    expect(() => parseConfig({ ...minimal, listen: 'nope' }, {})).toThrow(
+      /^invalid configuration: listen: expected HOST:PORT, e.g. 0.0.0.0:5000$/,
+    );
+  });
+
+  it.each([
+    ['15082', '--listen: expected HOST:PORT, e.g. 0.0.0.0:5000, got "15082" (all interfaces: 0.0.0.0:15082)'],
+    ['localhost:99999', '--listen: the port must be between 0 and 65535, got "localhost:99999"'],
+  ])('refuses --listen %s as a bad flag', (listen, message) => {
+    expect(() => parseConfig(minimal, {}, { listen })).toThrow(FlagError);
+    expect(() => parseConfig(minimal, {}, { listen })).toThrow(message);
+  });
+
   it('lets flags win over the file', () => {
     const config = parseConfig(minimal, {}, { listen: '127.0.0.1:6000', storage: '/tmp/x' });
     expect(config.listen).toBe('127.0.0.1:6000');
@@ -123,6 +187,10 @@ describe('loadConfig', () => {
     expect(config.registries['docker.io']?.url).toBe('https://registry-1.docker.io');
     expect(Object.keys(config.registries)).toEqual(['docker.io', 'quay.io', 'ghcr.io', 'registry.k8s.io']);
     expect(config.storage.path).toBe('./data');
+  });
+
+  it('does not blame the file for a bad --listen flag', () => {
+    expect(() => loadConfig(undefined, {}, { listen: '15082' })).toThrow(/^--listen: /);
   });
 
   it('names the file when it cannot be read', () => {

@@ -15,6 +15,11 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
+/** A bad command-line override (`--listen`): named as the flag, not as a key of the config file. */
+export class FlagError extends ConfigError {
+  override name = 'FlagError';
+}
+
 const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   const ms = parseDuration(value);
   if (ms === null) {
@@ -39,9 +44,33 @@ const size = z.union([z.string(), z.number()]).transform((value, ctx) => {
   return bytes;
 });
 
+/** A transfer rate such as "32KiB/s" (a bare number is bytes per second); 0 or null turns it off. */
+const rate = z
+  .union([z.string(), z.number()])
+  .nullable()
+  .transform((value, ctx) => {
+    if (value === null) return null;
+    const perSecond = typeof value === 'number' ? value : /^(.*)\/\s*s\s*$/i.exec(value)?.[1];
+    const bytes = perSecond === undefined ? null : parseSize(perSecond);
+    if (bytes === null) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a rate such as "32KiB/s", got ${JSON.stringify(value)}`,
+      });
+      return z.NEVER;
+    }
+    return bytes === 0 ? null : bytes;
+  });
+
+const positive = (schema: typeof duration) =>
+  schema.refine((ms) => ms > 0, { message: 'must be longer than 0' });
+
 const hostPort = z
   .string()
-  .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:/]*):\d{1,5}$/, 'expected HOST:PORT, e.g. 0.0.0.0:5000');
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:/]*):\d{1,5}$/, 'expected HOST:PORT, e.g. 0.0.0.0:5000')
+  .refine((value) => Number(/:(\d+)$/.exec(value)?.[1] ?? 0) <= 65535, {
+    message: 'the port must be between 0 and 65535',
+  });
 
 const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
@@ -69,7 +98,8 @@ const registrySchema = z
   .strictObject({
     url: z
       .url({ protocol: /^https?$/, error: 'expected an http(s) URL such as https://registry-1.docker.io' })
-      .transform((u) => u.replace(/\/+$/, '')),
+      // The API's own /v2 is added to every request path: a URL that already ends in it is the base.
+      .transform((u) => u.replace(/\/+$/, '').replace(/\/v2$/i, '')),
     username: z.string().min(1).optional(),
     password: z.string().min(1).optional(),
     // Absent: credentials go only to a token realm on the registry's host or registrable domain.
@@ -109,6 +139,11 @@ const schema = z
         headersTimeout: duration.default(30_000), // 30s: token endpoints and manifest lookups can be slow
         bodyTimeout: duration.default(30_000), // 30s of silence mid-body means a stalled transfer
         maxRedirects: z.number().int().min(0).max(10).default(5),
+        // 32 KiB/s averaged over 30s: far below any working registry or CDN link, yet a drip (a few
+        // bytes now and then, which bodyTimeout never sees as silence) cannot hold a download slot and
+        // its clients for hours. A body slower than this is resumed with a Range request, then failed.
+        minRate: rate.default(32 * 1024),
+        minRateWindow: positive(duration).default(30_000),
       })
       .prefault({}),
     registries: z
@@ -141,6 +176,21 @@ const schema = z
         downloadsPerRegistry: z.number().int().min(1).default(16), // concurrent blob downloads per upstream
         manifestTimeout: duration.default(60_000), // 60s for a manifest or listing answer, all retries included
         shutdownGrace: duration.default(30_000), // 30s for running transfers to finish on SIGTERM
+        // 10s: a registry request is a few hundred bytes of headers; a connection that has not sent
+        // them by then is idle or a slowloris, and is closed (408) rather than holding a connection.
+        headersTimeout: positive(duration).default(10_000),
+        // 30s for the whole request to arrive. Pulls have no request body, so this only bounds a client
+        // trickling one; it never limits how long a blob body takes to send.
+        requestTimeout: positive(duration).default(30_000),
+        // 65s: longer than the 60s idle timeout of common load balancers (AWS ALB, nginx), so one
+        // never sends a request on a connection we are just closing; short enough to free idle sockets.
+        keepAliveTimeout: positive(duration).default(65_000),
+        // 4096 open client connections: a rollout of a thousand nodes pulling a few layers each. Beyond
+        // it, new connections are closed at once, before they cost memory or file descriptors.
+        maxConnections: z.number().int().min(1).default(4096),
+      })
+      .refine((l) => l.headersTimeout <= l.requestTimeout, {
+        message: 'headersTimeout must not be longer than requestTimeout',
       })
       .prefault({}),
   })
@@ -227,12 +277,24 @@ export function parseConfig(
   env: NodeJS.ProcessEnv = process.env,
   overrides: ConfigOverrides = {},
 ): Config {
+  const listen = overrides.listen === undefined ? undefined : hostPort.safeParse(overrides.listen);
+  if (listen?.success === false) {
+    const portOnly = /^\d+$/.test(overrides.listen!) ? ` (all interfaces: 0.0.0.0:${overrides.listen})` : '';
+    throw new FlagError(
+      `--listen: ${listen.error.issues[0]?.message ?? 'expected HOST:PORT'}, got ${JSON.stringify(overrides.listen)}${portOnly}`,
+    );
+  }
   const raw = substituteEnv(document ?? {}, env) as Record<string, unknown>;
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError('config: expected a YAML mapping');
   const result = schema.safeParse(raw);
   if (!result.success) {
     const lines = result.error.issues.map((issue) => `${issue.path.join('.') || 'config'}: ${issue.message}`);
-    throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
+    // One bad key is one line (what a start-up script logs); several are listed one per line.
+    throw new ConfigError(
+      lines.length === 1
+        ? `invalid configuration: ${lines[0]}`
+        : `invalid configuration:\n  ${lines.join('\n  ')}`,
+    );
   }
   const config = result.data;
   // Registry keys are compared in normalized form (index.docker.io is docker.io).
@@ -246,7 +308,7 @@ export function parseConfig(
       throw new ConfigError(`PULLCACHE_LOG_LEVEL: expected one of ${logLevel.options.join(', ')}`);
     config.log.level = level.data;
   }
-  if (overrides.listen !== undefined) config.listen = hostPort.parse(overrides.listen);
+  if (listen?.success) config.listen = listen.data;
   if (overrides.storage !== undefined) config.storage.path = overrides.storage;
   return config;
 }
@@ -273,8 +335,8 @@ export function loadConfig(
   try {
     return parseConfig(document, env, overrides);
   } catch (error) {
+    if (error instanceof FlagError) throw error;
     if (error instanceof ConfigError) throw new ConfigError(`${path}: ${error.message}`);
-    if (error instanceof z.ZodError) throw new ConfigError(`${path}: --listen: expected HOST:PORT`);
     throw error;
   }
 }

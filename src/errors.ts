@@ -136,6 +136,28 @@ export const upstreamNotFound = (registry: string, code: OciErrorCode, extra: Up
     upstreamOptions(registry, extra),
   );
 
+/** The upstream's own error answer (401, 403, 429, 5xx, ...): its status, and its OCI error body if it sent one. */
+export const upstreamAnswered = (
+  registry: string,
+  status: number,
+  code: OciErrorCode,
+  extra: { headers?: Record<string, string>; upstreamErrors?: OciErrorEntry[] } = {},
+) =>
+  new RegistryError(
+    code,
+    status,
+    status === 404
+      ? `not found at upstream registry ${registry}`
+      : `upstream registry ${registry} answered ${status}`,
+    {
+      detail: { registry, status },
+      ...(extra.headers ? { headers: extra.headers } : {}),
+      ...(extra.upstreamErrors && extra.upstreamErrors.length > 0
+        ? { upstreamErrors: extra.upstreamErrors }
+        : {}),
+    },
+  );
+
 /**
  * The cache's storage failed (EIO, EACCES, an object store that is down, ...) on content that should
  * be there: 503, never a silent miss. `detail` names the store when there is more than a disk.

@@ -33,6 +33,27 @@ export function splitHostPort(listen: string): { host: string; port: number } {
   return { host: host === '' ? '0.0.0.0' : host, port: Number(listen.slice(colon + 1)) };
 }
 
+/** Why the address cannot be listened on, in one line: an operator's mistake, not a crash. */
+function listenError(listen: string, error: unknown): Error {
+  const code = (error as NodeJS.ErrnoException).code;
+  const why: Record<string, string> = {
+    EADDRINUSE: 'the address is already in use',
+    EADDRNOTAVAIL: 'the address is not one of this host',
+    EACCES: 'permission denied (ports below 1024 need privileges)',
+    ENOTFOUND: 'the host name does not resolve',
+    EAI_AGAIN: 'the host name does not resolve (DNS lookup failed)',
+  };
+  const reason = (code && why[code]) ?? (error as Error).message;
+  return new ListenError(`cannot listen on ${listen}: ${reason}${code ? ` (${code})` : ''}`, {
+    cause: error,
+  });
+}
+
+/** The server could not start listening; the CLI prints it as one line. */
+export class ListenError extends Error {
+  override name = 'ListenError';
+}
+
 function readTls(tls: NonNullable<Config['tls']>): { cert: Buffer; key: Buffer } {
   try {
     return { cert: readFileSync(tls.cert), key: readFileSync(tls.key) };
@@ -57,15 +78,36 @@ export async function startServer(
 
   const { host, port } = splitHostPort(config.listen);
   const tls = config.tls ? readTls(config.tls) : null;
-  const server = await new Promise<ReturnType<typeof serve>>((done, fail) => {
-    const options = tls
-      ? {
-          createServer: createHttpsServer,
-          serverOptions: { ...tls, maxHeaderSize: config.limits.maxHeaderSize },
-        }
-      : { serverOptions: { maxHeaderSize: config.limits.maxHeaderSize } };
-    const s = serve({ fetch: app.fetch, hostname: host, port, ...options }, () => done(s));
-    s.once('error', fail);
+  const { limits } = config;
+  const serverOptions = {
+    maxHeaderSize: limits.maxHeaderSize,
+    // Node's timeouts for receiving a request; a response (a blob body) being sent is not bound by them.
+    headersTimeout: limits.headersTimeout,
+    requestTimeout: limits.requestTimeout,
+    keepAliveTimeout: limits.keepAliveTimeout,
+    // Node enforces the two above by checking every connection at this interval (30s by default, which
+    // would let a silent connection live up to 30s past its timeout).
+    connectionsCheckingInterval: Math.min(1000, Math.max(10, limits.headersTimeout / 4)),
+  };
+  let server: ReturnType<typeof serve>;
+  try {
+    server = await new Promise<ReturnType<typeof serve>>((done, fail) => {
+      const options = tls
+        ? { createServer: createHttpsServer, serverOptions: { ...tls, ...serverOptions } }
+        : { serverOptions };
+      const s = serve({ fetch: app.fetch, hostname: host, port, ...options }, () => done(s));
+      s.once('error', fail);
+      s.maxConnections = limits.maxConnections; // beyond it Node closes new connections at once
+    });
+  } catch (error) {
+    await closeRuntime();
+    throw listenError(config.listen, error);
+  }
+  server.on('drop', (peer?: { remoteAddress?: string }) => {
+    logger.debug(
+      { client: peer?.remoteAddress, maxConnections: limits.maxConnections },
+      'connection refused: limits.maxConnections reached',
+    );
   });
   const address = server.address() as AddressInfo;
   const scheme = tls ? 'https' : 'http';

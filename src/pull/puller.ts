@@ -6,6 +6,7 @@ import type { Upstreams } from '../upstream/upstreams.js';
 import { type BlobsDeps, createBlobs } from './blobs.js';
 import { createListings } from './listings.js';
 import { createManifests } from './manifests.js';
+import { mapPullFailure } from './pull-failure.js';
 import type { PullEvents } from './types.js';
 
 export interface PullerDeps {
@@ -37,10 +38,18 @@ export function createPuller(deps: PullerDeps) {
     ...(now ? { now } : {}),
     ...(events ? { events } : {}),
   });
+  const listings = createListings(upstreams);
+  // The layer's one error boundary: whatever fails below, the client gets a RegistryError.
   return {
-    ...manifests,
-    ...blobs,
-    ...createListings(upstreams),
+    manifest: (...args: Parameters<typeof manifests.manifest>) =>
+      mapPullFailure(args[0].registry, manifests.manifest(...args)),
+    blob: (...args: Parameters<typeof blobs.blob>) => mapPullFailure(args[0].registry, blobs.blob(...args)),
+    tags: (...args: Parameters<typeof listings.tags>) =>
+      mapPullFailure(args[0].registry, listings.tags(...args)),
+    referrers: (...args: Parameters<typeof listings.referrers>) =>
+      mapPullFailure(args[0].registry, listings.referrers(...args)),
+    inflightCount: blobs.inflightCount,
+    abortDownloads: blobs.abortDownloads,
     stats: () => ({ ...store.stats(), downloadsInFlight: blobs.inflightCount() }),
   };
 }

@@ -12,7 +12,8 @@ import {
   PASSED_ON_HEADERS,
 } from '../content.js';
 import { createDigester, parseDigest } from '../digest.js';
-import { type OciErrorCode, RegistryError, upstreamInvalid } from '../errors.js';
+import { type OciErrorCode, type RegistryError, upstreamAnswered, upstreamInvalid } from '../errors.js';
+import { guardMinRate, type MinRate } from './min-rate.js';
 import { BodyTooLargeError, readLimited } from './read-limited.js';
 import type { RegistryClient, UpstreamResponse } from './registry-client.js';
 import { transportError } from './transport-error.js';
@@ -64,8 +65,17 @@ export interface RemoteRegistry {
   close(): Promise<void>;
 }
 
-export function createRemoteRegistry(client: RegistryClient): RemoteRegistry {
+export interface RemoteRegistryOptions {
+  /** The slowest a blob body may arrive; null: no floor (bodyTimeout still catches silence). */
+  minRate?: MinRate | null;
+}
+
+export function createRemoteRegistry(
+  client: RegistryClient,
+  options: RemoteRegistryOptions = {},
+): RemoteRegistry {
   const registry = client.name;
+  const minRate = options.minRate ?? null;
 
   async function manifestRequest(
     method: 'GET' | 'HEAD',
@@ -102,9 +112,11 @@ export function createRemoteRegistry(client: RegistryClient): RemoteRegistry {
           passed: manifest.passed,
         };
       }
+      assertUpstreamDigest(registry, digest);
       if (reference.includes(':') && digest !== reference) {
         throw invalidUpstream(registry, `answered digest ${digest} for ${reference}`);
       }
+      assertMediaType(registry, mediaType);
       return { mediaType, digest, size, passed: passedHeaders(response) };
     },
 
@@ -118,7 +130,9 @@ export function createRemoteRegistry(client: RegistryClient): RemoteRegistry {
         throw transportError(registry, error);
       }
       const mediaType = header(response, 'content-type') ?? mediaTypeOf(bytes);
+      assertMediaType(registry, mediaType);
       const claimed = header(response, 'docker-content-digest');
+      if (claimed !== undefined) assertUpstreamDigest(registry, claimed);
       // By digest: the bytes must hash to it. By tag: they must match what the registry claims, if it does.
       const expected = reference.includes(':') ? reference : claimed;
       const algorithm = expected ? parseDigest(expected).algorithm : 'sha256';
@@ -129,15 +143,15 @@ export function createRemoteRegistry(client: RegistryClient): RemoteRegistry {
       return { mediaType, digest, size: bytes.length, bytes, passed: passedHeaders(response) };
     },
 
-    async getBlob(repository, digest, options = {}) {
+    async getBlob(repository, digest, request = {}) {
       const headers: Record<string, string> = {};
-      if (options.range) headers.range = options.range;
+      if (request.range) headers.range = request.range;
       const response = await client.send({
-        method: options.head ? 'HEAD' : 'GET',
+        method: request.head ? 'HEAD' : 'GET',
         path: `${repository}/blobs/${digest}`,
         headers,
         repository,
-        ...(options.signal ? { signal: options.signal } : {}),
+        ...(request.signal ? { signal: request.signal } : {}),
       });
       if (response.status !== 200 && response.status !== 206) {
         throw await upstreamError(registry, response, 'BLOB_UNKNOWN');
@@ -145,7 +159,7 @@ export function createRemoteRegistry(client: RegistryClient): RemoteRegistry {
       return {
         status: response.status,
         headers: response.headers,
-        body: response.body,
+        body: request.head || !minRate ? response.body : guardMinRate(response.body, minRate),
         passed: passedHeaders(response),
       };
     },
@@ -207,6 +221,32 @@ function mediaTypeOf(bytes: Buffer): string {
   return 'application/octet-stream';
 }
 
+/**
+ * A media type is stored as a line before the manifest and sent back as a header: one with a line
+ * break or another control character (a manifest's own `mediaType` field can hold anything) is refused.
+ */
+function assertMediaType(registry: string, mediaType: string): void {
+  // Header values are visible ASCII, spaces, tabs and Latin-1 (what Node's http accepts).
+  if (!/^[\t\x20-\x7e\x80-\xff]*$/.test(mediaType)) {
+    throw invalidUpstream(
+      registry,
+      `sent a manifest media type that is not a valid header value: ${JSON.stringify(mediaType.slice(0, 200))}`,
+    );
+  }
+}
+
+/** A Docker-Content-Digest the upstream sent: a malformed one is its fault (502), not the client's (400). */
+function assertUpstreamDigest(registry: string, digest: string): void {
+  try {
+    parseDigest(digest);
+  } catch {
+    throw invalidUpstream(
+      registry,
+      `sent an invalid Docker-Content-Digest header: ${JSON.stringify(digest.slice(0, 200))}`,
+    );
+  }
+}
+
 const STATUS_CODES: Record<number, string> = {
   401: 'UNAUTHORIZED',
   403: 'DENIED',
@@ -241,14 +281,9 @@ export async function upstreamError(
   const status = response.status;
   const code =
     status === 404 ? notFoundCode : (STATUS_CODES[status] ?? (status >= 500 ? 'UNAVAILABLE' : 'UNKNOWN'));
-  const message =
-    status === 404
-      ? `not found at upstream registry ${registry}`
-      : `upstream registry ${registry} answered ${status}`;
-  return new RegistryError(code as OciErrorCode, status, message, {
-    detail: { registry, status },
+  return upstreamAnswered(registry, status, code as OciErrorCode, {
     headers: passedHeaders(response),
-    ...(upstreamErrors && upstreamErrors.length > 0 ? { upstreamErrors } : {}),
+    ...(upstreamErrors ? { upstreamErrors } : {}),
   });
 }
 

@@ -32,6 +32,14 @@ export function transportError(
   if (TIMEOUT_CODES.has(code)) {
     return upstreamTimeout(registry, `${what} did not answer in time`, { reason: code, cause: error });
   }
+  if ((error as Error).name === 'HTTPParserError') {
+    // It answered, but not in HTTP (a header with a line break, a bad status line): not "unreachable".
+    return upstreamUnavailable(registry, `${what} sent a response that is not valid HTTP`, {
+      reason: (error as { code?: string }).code ?? 'HTTPParserError',
+      cause: error,
+      detail: { parser: (error as Error).message.slice(0, 200) },
+    });
+  }
   if ((error as Error).name === 'AbortError' || code === 'UND_ERR_ABORTED') {
     return upstreamUnavailable(registry, `request to ${what} was aborted`, { reason: code, cause: error });
   }

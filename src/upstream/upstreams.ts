@@ -50,7 +50,10 @@ export function createUpstreams(
           onCredentialsWithheld: (realmHost, reason) =>
             hooks.onCredentialsWithheld?.(registry, realmHost, reason),
         });
-        remote = createRemoteRegistry(client);
+        const { minRate, minRateWindow } = config.upstream;
+        remote = createRemoteRegistry(client, {
+          minRate: minRate === null ? null : { bytesPerSecond: minRate, windowMs: minRateWindow },
+        });
         clients.set(registry, remote);
       }
       return remote;

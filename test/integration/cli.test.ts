@@ -1,10 +1,11 @@
 /**
  * The command line as scripts and operators use it: `resolve` output and errors, `serve` with the
- * config file from --config or PULLCACHE_CONFIG, flags winning over the file, and start-up errors
- * that name the bad key.
+ * config file from --config or PULLCACHE_CONFIG, flags winning over the file, start-up errors that
+ * name the bad key or flag in one line, and --version.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -197,5 +198,69 @@ describe('pullcache serve', () => {
     expect(run.stderr).toContain(
       'registries.docker.io.password: environment variable HUB_TOKEN_FOR_TEST is not set',
     );
+  }, 20_000);
+});
+
+describe('start-up errors: one line on stderr, exit status 1', () => {
+  const storage = join(dir, 'start-up');
+  const oneLine = (run: Run) => {
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe('');
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    expect(run.stderr).not.toMatch(/\n\s+at /); // no stack
+    return run.stderr.trim();
+  };
+
+  it('--listen without a host is a bad --listen flag, not an error in the config file', async () => {
+    const line = oneLine(await cli(['serve', '--listen', '15082', '--storage', storage]));
+    expect(line).toBe(
+      'pullcache: --listen: expected HOST:PORT, e.g. 0.0.0.0:5000, got "15082" (all interfaces: 0.0.0.0:15082)',
+    );
+  }, 20_000);
+
+  it('--listen with a port out of range', async () => {
+    const line = oneLine(await cli(['serve', '--listen', '127.0.0.1:99999', '--storage', storage]));
+    expect(line).toBe('pullcache: --listen: the port must be between 0 and 65535, got "127.0.0.1:99999"');
+  }, 20_000);
+
+  it('a port out of range in the config file names the file and the key', async () => {
+    const file = join(dir, 'port-range.yaml');
+    writeFileSync(
+      file,
+      'listen: 127.0.0.1:99999\nregistries: { docker.io: { url: https://registry-1.docker.io } }\n',
+    );
+    const line = oneLine(await cli(['serve', '--config', file, '--storage', storage]));
+    expect(line).toBe(
+      `pullcache: ${file}: invalid configuration: listen: the port must be between 0 and 65535`,
+    );
+  }, 20_000);
+
+  it('a port in use', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const { port } = taken.address() as AddressInfo;
+    try {
+      const line = oneLine(await cli(['serve', '--listen', `127.0.0.1:${port}`, '--storage', storage]));
+      expect(line).toBe(
+        `pullcache: cannot listen on 127.0.0.1:${port}: the address is already in use (EADDRINUSE)`,
+      );
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
+  }, 20_000);
+
+  it('a host that does not resolve', async () => {
+    // A 64-character label cannot be a DNS name: the lookup fails without a query leaving the machine.
+    const host = `${'x'.repeat(64)}.invalid`;
+    const line = oneLine(await cli(['serve', '--listen', `${host}:0`, '--storage', storage]));
+    expect(line).toBe(`pullcache: cannot listen on ${host}:0: the host name does not resolve (ENOTFOUND)`);
+  }, 20_000);
+});
+
+describe('pullcache --version', () => {
+  it('prints the version of package.json', async () => {
+    const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
+    const run = await cli(['--version']);
+    expect(run).toEqual({ code: 0, stdout: `${version}\n`, stderr: '' });
   }, 20_000);
 });

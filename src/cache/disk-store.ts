@@ -11,14 +11,14 @@
  * collide with nested repositories. The disk is the truth; the index is for sizes and eviction, so
  * several processes may share one folder.
  */
-import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ChunkSource } from '../chunk-source.js';
 import { ConfigError } from '../config.js';
 import type { ByteRange, Manifest } from '../content.js';
 import { DIGEST_ALGORITHMS, type Digest, parseDigest } from '../digest.js';
 import { RegistryError, storageUnavailable } from '../errors.js';
-import type { BlobWriter } from './blob-writer.js';
+import { type BlobWriter, isNoSpace } from './blob-writer.js';
 import { createDiskBlobWriter } from './disk-blob-writer.js';
 import { LruIndex } from './lru-index.js';
 import { openPinnedRead } from './pinned-read.js';
@@ -116,14 +116,18 @@ export function createDiskStore(options: DiskStoreOptions) {
     return (owner !== null && writerIsGone(owner)) || now() - mtime > STALE_TEMP_MS;
   };
 
-  /** Makes sure the folder exists and takes writes: a cache that cannot store must not start. */
+  /**
+   * Makes sure the folder exists and takes new files: a cache that can never store must not start.
+   * A full disk is not that (eviction or an operator frees it, and meanwhile blobs pass through).
+   */
   async function checkUsable(): Promise<void> {
     try {
       await mkdir(root, { recursive: true });
       const probe = join(root, tempName('start'));
-      await writeFile(probe, 'ok');
+      await (await open(probe, 'wx')).close();
       await rm(probe, { force: true });
     } catch (error) {
+      if (isNoSpace(error)) return;
       throw new ConfigError(`storage.path: cannot use ${root}: ${reasonOf(error)}`);
     }
   }

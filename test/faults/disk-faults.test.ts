@@ -190,6 +190,8 @@ describe('serve with a storage folder it cannot use', () => {
           stdio: ['ignore', 'pipe', 'pipe'],
         },
       );
+      // A serve that does start would run on: stop it with the test.
+      cleanups.push(() => child.exitCode === null && child.kill('SIGKILL'));
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d) => (stdout += d));

@@ -205,7 +205,12 @@ export class BlobDownload {
     }
   }
 
-  /** Stops the transfer (shutdown): readers fail, nothing is stored. No effect once every byte is in. */
+  /** Whether the download is over (stored or not, or failed). */
+  get isOver(): boolean {
+    return this.over;
+  }
+
+  /** Stops the transfer: readers fail, nothing is stored. No effect once every byte is in. */
   abort(reason: Error): void {
     if (this.state !== 'running' || (this.size !== null && this.available >= this.size)) return;
     this.aborted = reason;
@@ -213,10 +218,13 @@ export class BlobDownload {
     this.clientsMoved(); // a pass-through waiting for clients sees the abort
   }
 
-  /** Gives up storing (shutdown past its grace): the writer's temp data is removed, even mid-commit. */
+  /**
+   * Gives up (shutdown past its grace): a transfer still receiving stops, and the writer's temp data
+   * is removed, even mid-commit (which then fails, storing nothing).
+   */
   async discard(): Promise<void> {
     this.discarded = true;
-    this.abort(new Error('download discarded'));
+    this.abort(new Error('pullcache is shutting down'));
     await this.writer?.abort().catch(() => {});
   }
 

@@ -200,13 +200,12 @@ export function createBlobs({
     inflightCount: () => inflight.size,
 
     /**
-     * Shutdown: stops downloads still receiving (their temp files are removed), lets verified ones
-     * finish their commit until `deadline` (ms since epoch), then discards what is left, so that no
-     * temp file stays behind.
+     * Shutdown: lets downloads finish and commit until `deadline` (ms since epoch; a stop should
+     * lose nothing it can keep), then stops what is left and removes its temp files, so that nothing
+     * stays behind.
      */
-    async stopDownloads(reason: Error, deadline: number): Promise<void> {
+    async stopDownloads(deadline: number): Promise<void> {
       const running = [...inflight.values()];
-      for (const download of running) download.abort(reason);
       const all = Promise.all(running.map((d) => d.done));
       if (deadline === Number.POSITIVE_INFINITY) return void (await all);
       let timer: NodeJS.Timeout | undefined;
@@ -216,10 +215,10 @@ export function createBlobs({
       const outcome = await Promise.race([all, late]);
       clearTimeout(timer);
       if (outcome !== 'late') return;
-      const unfinished = running.filter((d) => !d.stored && d.state !== 'failed');
+      const unfinished = running.filter((d) => !d.isOver);
       logger.warn(
-        { downloads: unfinished.length },
-        'shutdown grace over: discarding unfinished blob commits',
+        { downloads: unfinished.map((d) => d.digest.value) },
+        'shutdown grace over: stopping unfinished blob downloads and commits',
       );
       await Promise.all(unfinished.map((d) => d.discard()));
     },

@@ -78,7 +78,7 @@ async function serve(storage: string, extraConfig = '') {
 }
 
 describe('SIGTERM right after the upstream sent the last byte', () => {
-  it.each([1, 2])(
+  it.each([1, 2, 3])(
     'stores the verified 100 MiB blob before exiting, and leaves no temp file (try %i)',
     async () => {
       const storage = join(dir, `storage-${Math.random().toString(36).slice(2)}`);
@@ -99,6 +99,22 @@ describe('SIGTERM right after the upstream sent the last byte', () => {
     },
     60_000,
   );
+
+  it('finishes and stores a download whose client went away, within the grace', async () => {
+    const storage = join(dir, `storage-${Math.random().toString(36).slice(2)}`);
+    const digest = upstream.add(100 * MiB);
+    const server = await serve(storage);
+    const lastByte = upstream.lastByteSent();
+    const response = await fetch(`${server.url}/v2/library/big/blobs/${digest}`);
+    expect(response.status).toBe(200);
+    await response.body!.cancel(); // the download goes on for the cache alone
+    await lastByte;
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+    expect(await fileDigest(blobFile(storage, digest))).toBe(digest);
+    expect(tempFilesUnder(storage)).toEqual([]);
+    expect(upstream.gets(digest)).toBe(1);
+  }, 60_000);
 
   it('with a grace too short for the commit, exits leaving no temp file (and nothing unverified)', async () => {
     const storage = join(dir, `storage-${Math.random().toString(36).slice(2)}`);

@@ -13,6 +13,7 @@ export function createBlobUpstream(repository = 'library/big') {
   const blobs = new Map<string, Buffer>();
   const gets = new Map<string, number>();
   let lastByteSent: (() => void) | null = null;
+  let hold: { reached: () => void; released: Promise<void> } | null = null;
 
   const handler = http.get(`/v2/${repository}/blobs/:digest`, ({ params, request }) => {
     const digest = String(params.digest);
@@ -32,10 +33,16 @@ export function createBlobUpstream(repository = 'library/big') {
     if (range) headers['content-range'] = `bytes ${start}-${bytes.length - 1}/${bytes.length}`;
     let offset = start;
     const body = new ReadableStream<Uint8Array>({
-      pull(controller) {
+      async pull(controller) {
         if (offset >= bytes.length) {
           controller.close();
           return;
+        }
+        if (hold && offset + CHUNK >= bytes.length) {
+          const { reached, released } = hold;
+          hold = null;
+          reached();
+          await released;
         }
         const chunk = bytes.subarray(offset, Math.min(offset + CHUNK, bytes.length));
         offset += chunk.length;
@@ -61,6 +68,14 @@ export function createBlobUpstream(repository = 'library/big') {
     },
     bytes: (digest: string) => blobs.get(digest)!,
     gets: (digest: string) => gets.get(digest) ?? 0,
+    /** Makes the next blob body wait before its last chunk: `reached` once it waits, until `release()`. */
+    holdLastChunk() {
+      let reached!: () => void;
+      let release!: () => void;
+      const waiting = new Promise<void>((resolve) => (reached = resolve));
+      hold = { reached, released: new Promise<void>((resolve) => (release = resolve)) };
+      return { reached: waiting, release };
+    },
     /** Resolves when the next blob body has handed its last byte to the socket. */
     lastByteSent(): Promise<void> {
       return new Promise((resolve) => (lastByteSent = resolve));

@@ -48,11 +48,12 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
     upstreams,
     puller,
     /**
-     * Gives running downloads until `deadline` (ms since epoch; no limit without one) to finish and
-     * be committed, stops what is left (removing its temp files), and closes upstream connections.
+     * Stops downloads still receiving (their temp files are removed), gives verified blobs until
+     * `deadline` (ms since epoch; no limit without one) to be committed, removes what could not be,
+     * and closes upstream connections.
      */
     async close(deadline = Number.POSITIVE_INFINITY): Promise<void> {
-      await puller.stopDownloads(deadline);
+      await puller.stopDownloads(new Error('pullcache is shutting down'), deadline);
       await upstreams.close();
     },
   };

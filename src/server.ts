@@ -17,9 +17,9 @@ export interface RunningServer {
   /** Re-reads the TLS certificate and key (SIGHUP); a no-op without TLS. */
   reloadTls(): void;
   /**
-   * Stops accepting connections, lets running transfers finish for up to `graceMs`, and upstream
-   * downloads finish and be committed within the same grace; then closes what is left and stops
-   * unfinished downloads and commits (their temp files are removed, nothing partial is stored).
+   * Stops accepting connections, lets running transfers finish for up to `graceMs`, then closes
+   * what is left and aborts unfinished downloads (their temp files are removed, nothing is stored).
+   * Blobs already verified are committed within the same grace; past it their temp files are removed.
    */
   shutdown(graceMs: number): Promise<void>;
   /** Shutdown without grace. */

@@ -314,6 +314,7 @@ export class BlobDownload {
 
   private async openWriter(): Promise<void> {
     for (;;) {
+      if (this.aborted) throw this.aborted;
       try {
         this.writer = await this.deps.createWriter();
         return;

@@ -9,7 +9,7 @@ import { parseContentRange, type RangeSpec, resolveRange } from '../byte-range.j
 import type { DiskStore } from '../cache/disk-store.js';
 import type { ByteRange } from '../content.js';
 import { parseDigest } from '../digest.js';
-import { RegistryError, upstreamInvalid, upstreamUnavailable } from '../errors.js';
+import { RegistryError, storageUnavailable, upstreamInvalid, upstreamUnavailable } from '../errors.js';
 import type { Route } from '../routing.js';
 import type { Upstreams } from '../upstream/upstreams.js';
 import { BlobDownload, type UpstreamPart } from './blob-download.js';
@@ -122,6 +122,7 @@ export function createBlobs({
     route: Route,
     digest: string,
     options: BlobOptions,
+    attempt = 1,
   ): Promise<BlobAnswer> {
     const release = download.hold();
     try {
@@ -133,8 +134,10 @@ export function createBlobs({
       const start = range?.start ?? 0;
       if (!options.head && !download.canServe(start)) {
         // Failed after it answered: its error, before any header, is a clean answer to retry on.
-        if (download.state === 'failed') throw failureOf(download, route);
-        return await fromDownload(startDownload(route, digest), route, digest, options);
+        if (download.state === 'failed' || attempt > 1) throw failureOf(download, route);
+        const current = inflight.get(digest);
+        const next = current && current !== download ? current : startDownload(route, digest);
+        return await fromDownload(next, route, digest, options, attempt + 1);
       }
       return {
         digest,
@@ -184,6 +187,7 @@ export function createBlobs({
   function failureOf(download: BlobDownload, route: Route): RegistryError {
     const error = download.error;
     if (error instanceof RegistryError) return error;
+    if (!error) return storageUnavailable('the blob is passing through and its bytes are gone: retry');
     return upstreamUnavailable(
       route.registry,
       `blob download from ${route.registry} failed: ${error?.message}`,
@@ -200,12 +204,13 @@ export function createBlobs({
     inflightCount: () => inflight.size,
 
     /**
-     * Shutdown: lets downloads finish and commit until `deadline` (ms since epoch; a stop should
-     * lose nothing it can keep), then stops what is left and removes its temp files, so that nothing
-     * stays behind.
+     * Shutdown, once no client is left: stops downloads still receiving (their temp files are
+     * removed), lets verified blobs finish their commit until `deadline` (ms since epoch), then
+     * removes what could not be finished, so that no temp file stays behind.
      */
-    async stopDownloads(deadline: number): Promise<void> {
+    async stopDownloads(reason: Error, deadline: number): Promise<void> {
       const running = [...inflight.values()];
+      for (const download of running) download.abort(reason);
       const all = Promise.all(running.map((d) => d.done));
       if (deadline === Number.POSITIVE_INFINITY) return void (await all);
       let timer: NodeJS.Timeout | undefined;
@@ -218,7 +223,7 @@ export function createBlobs({
       const unfinished = running.filter((d) => !d.isOver);
       logger.warn(
         { downloads: unfinished.map((d) => d.digest.value) },
-        'shutdown grace over: stopping unfinished blob downloads and commits',
+        'shutdown grace over: removing blob commits that could not finish',
       );
       await Promise.all(unfinished.map((d) => d.discard()));
     },

@@ -19,7 +19,7 @@ import { get } from 'node:http';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { BlobDownload } from '../../src/pull/blob-download.js';
+import type { BlobDownload, DownloadDeps } from '../../src/pull/blob-download.js';
 import { createBlobUpstream } from '../support/blob-upstream.js';
 import { type LoopbackServer, startLoopback } from '../support/msw-loopback.js';
 import { captureLogs, settled, startProxy } from '../support/proxy.js';
@@ -112,21 +112,43 @@ describe('SIGTERM right after the upstream sent the last byte', () => {
     60_000,
   );
 
-  it('waits for a commit in progress when the stop begins (in process: the stop starts the moment the blob verified)', async () => {
-    const digest = upstream.add(64 * MiB);
-    const downloads: BlobDownload[] = [];
+  it('waits for a commit in progress when the stop begins, and stores the blob', async () => {
+    const digest = upstream.add(8 * MiB);
+    const commits: HeldCommit[] = [];
     const proxy = await startProxy(
       { registries: { 'docker.io': { url: registry.url } } },
-      { onDownload: (d) => downloads.push(d) },
+      { onDownload: (d) => commits.push(holdCommit(d)) },
     );
     cleanups.push(() => proxy.close());
     const response = await fetch(`${proxy.url}/v2/library/big/blobs/${digest}`);
-    const body = bodyDigest(response);
-    await downloads[0]!.finished; // verified: its commit (fsync + rename) has just begun
-    const stopping = proxy.shutdown(30_000);
-    expect(await body).toEqual({ digest, bytes: 64 * MiB });
+    expect(await bodyDigest(response)).toEqual({ digest, bytes: 8 * MiB });
+    await commits[0]!.started; // verified, and its commit (fsync + rename) is under way
+    let stopped = false;
+    const stopping = proxy.shutdown(30_000).then(() => (stopped = true));
+    await settledTurns();
+    expect(stopped).toBe(false); // the stop waits for the commit
+    commits[0]!.release();
     await stopping;
+    expect(tempFilesUnder(proxy.storage)).toEqual([]);
     expect(await fileDigest(blobFile(proxy.storage, digest))).toBe(digest);
+  });
+
+  it('removes the temp file of a commit that outlasts the grace, and stops on time', async () => {
+    const digest = upstream.add(8 * MiB);
+    const commits: HeldCommit[] = [];
+    const proxy = await startProxy(
+      { registries: { 'docker.io': { url: registry.url } } },
+      { onDownload: (d) => commits.push(holdCommit(d)) },
+    );
+    cleanups.push(() => proxy.close());
+    const response = await fetch(`${proxy.url}/v2/library/big/blobs/${digest}`);
+    expect(await bodyDigest(response)).toEqual({ digest, bytes: 8 * MiB });
+    await commits[0]!.started;
+    await proxy.shutdown(200); // returns while the commit is still stuck (a dead disk's fsync)
+    expect(tempFilesUnder(proxy.storage)).toEqual([]);
+    commits[0]!.release();
+    await commits[0]!.download.done;
+    expect(existsSync(blobFile(proxy.storage, digest))).toBe(false);
     expect(tempFilesUnder(proxy.storage)).toEqual([]);
   });
 
@@ -269,3 +291,46 @@ describe('a commit that fails (a directory where the blob file goes)', () => {
     expect(tempFilesUnder(proxy.storage)).toEqual([]);
   });
 });
+
+interface HeldCommit {
+  download: BlobDownload;
+  /** Resolves when the download's commit has begun (and is held). */
+  started: Promise<void>;
+  release(): void;
+}
+
+/**
+ * Holds a download's commit until release(), like an fsync on a slow disk. Reaches into the
+ * download's store dependencies: the only way to stop a real commit half-way from a test.
+ */
+function holdCommit(download: BlobDownload): HeldCommit {
+  const deps = (download as unknown as { deps: DownloadDeps }).deps;
+  const create = deps.createWriter;
+  let release!: () => void;
+  let begun!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const started = new Promise<void>((resolve) => (begun = resolve));
+  deps.createWriter = async () => {
+    const writer = await create();
+    return {
+      get size() {
+        return writer.size;
+      },
+      write: (chunks) => writer.write(chunks),
+      read: (buffer, length, position) => writer.read(buffer, length, position),
+      abort: () => writer.abort(),
+      release: () => writer.release(),
+      async commit() {
+        begun();
+        await released;
+        await writer.commit();
+      },
+    };
+  };
+  return { download, started, release };
+}
+
+/** Lets timers and I/O callbacks already due run (a stop that does not wait would be over by then). */
+async function settledTurns(): Promise<void> {
+  for (let i = 0; i < 20; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+}

@@ -15,7 +15,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type BlobWriter, isNoSpace } from '../cache/blob-writer.js';
 import { createDigester, type Digest } from '../digest.js';
 import { RegistryError, storageUnavailable, upstreamInvalid, upstreamUnavailable } from '../errors.js';
+import { DownloadClients, type DownloadReader } from './download-clients.js';
 import { MemoryWindow } from './memory-window.js';
+import { createSignal, type Signal } from './signal.js';
 
 export interface UpstreamPart {
   /** Total blob size, when the upstream says (Content-Length of a 200, or the Content-Range total). */
@@ -43,11 +45,6 @@ export interface DownloadDeps {
   maxResumes?: number;
   /** Waits for a download slot of the registry; returns its release. */
   acquireSlot?: () => Promise<() => void>;
-}
-
-/** A client attached to a download: the lowest offset it may still read. */
-export interface DownloadReader {
-  needsFrom: number;
 }
 
 const DEFAULT_MAX_RESUMES = 3;
@@ -87,16 +84,16 @@ export class BlobDownload {
   private writerReleased = false;
   /** Set once the store failed: later bytes live here until every client has them. */
   private window: MemoryWindow | null = null;
-  private readonly readers = new Set<DownloadReader>();
-  private holds = 0;
+  private readonly clients = new DownloadClients(() => {
+    if (this.window) this.trimWindow();
+    this.releaseIfUnused();
+  });
   private over = false;
   private unused = false;
   private current: Readable | null = null;
   // One promise shared by everyone waiting for the next change: many clients following one download
   // would otherwise each allocate a listener and a promise for every step of it.
   private nextChange: Signal | null = null;
-  // The pass-through producer waits on this for clients to move.
-  private nextMove: Signal | null = null;
   private aborted: Error | null = null;
   private discarded = false;
   private markReady!: () => void;
@@ -136,7 +133,7 @@ export class BlobDownload {
 
   /** Resolves at the next change of `available` or `state`. */
   changed(): Promise<void> {
-    this.nextChange ??= signal();
+    this.nextChange ??= createSignal();
     return this.nextChange.promise;
   }
 
@@ -152,14 +149,7 @@ export class BlobDownload {
    * waits for the size before attaching; returns the release.
    */
   hold(): () => void {
-    this.holds++;
-    let held = true;
-    return () => {
-      if (!held) return;
-      held = false;
-      this.holds--;
-      this.clientsMoved();
-    };
+    return this.clients.hold();
   }
 
   /** Whether a new client can read from `start` on: all of it is still held or still to come. */
@@ -173,22 +163,16 @@ export class BlobDownload {
 
   /** Attaches a client reading from `start`; detach() when it is done. Check canServe first. */
   attach(start: number): DownloadReader {
-    const reader = { needsFrom: start };
-    this.readers.add(reader);
-    return reader;
+    return this.clients.attach(start);
   }
 
   detach(reader: DownloadReader): void {
-    if (this.readers.delete(reader)) this.clientsMoved();
+    this.clients.detach(reader);
   }
 
-  /** A client moved on (its `needsFrom` grew) or went away. */
+  /** A client moved on (its `needsFrom` grew). */
   clientsMoved(): void {
-    const waiting = this.nextMove;
-    this.nextMove = null;
-    waiting?.resolve();
-    if (this.window) this.trimWindow();
-    this.releaseIfUnused();
+    this.clients.moved();
   }
 
   /** Fills `buffer[0..length)` with the blob's bytes at `position`; they must be `available`. */
@@ -267,7 +251,7 @@ export class BlobDownload {
   }
 
   private releaseIfUnused(): void {
-    if (!this.over || this.readers.size > 0 || this.holds > 0 || this.unused) return;
+    if (!this.over || !this.clients.none || this.unused) return;
     this.unused = true;
     const freed = this.writerReleased ? undefined : this.writer?.release();
     this.writerReleased = true;
@@ -395,12 +379,13 @@ export class BlobDownload {
       this.available += chunk.length;
       this.notify();
       // The upstream waits while a client is far behind: memory stays bounded, the blob is not buffered.
-      while (!this.aborted && this.clientFarBehind()) {
-        this.nextMove ??= signal();
-        await this.nextMove.promise;
-      }
+      await this.clients.whileBehind(
+        () => this.available,
+        PASS_WINDOW_BYTES,
+        () => this.aborted !== null,
+      );
       if (this.aborted) throw this.aborted;
-      if (this.readers.size === 0 && this.holds === 0) {
+      if (this.clients.none) {
         // Nothing will be stored and nobody reads: the upstream bytes would go nowhere.
         this.aborted = new Error('nobody is left to pass the blob to');
         throw this.aborted;
@@ -424,16 +409,9 @@ export class BlobDownload {
     this.window = new MemoryWindow(this.written);
   }
 
-  private clientFarBehind(): boolean {
-    for (const reader of this.readers)
-      if (this.available - reader.needsFrom >= PASS_WINDOW_BYTES) return true;
-    return false;
-  }
-
   private trimWindow(): void {
     const window = this.window!;
-    let lowest = Number.POSITIVE_INFINITY;
-    for (const reader of this.readers) lowest = Math.min(lowest, reader.needsFrom);
+    const lowest = this.clients.lowest();
     window.dropBefore(lowest === Number.POSITIVE_INFINITY ? window.end : lowest);
     // Once nobody needs the written part and no newcomer can use it (bytes after it are gone),
     // let its space go: on a full disk that is the space other writes are waiting for.
@@ -461,17 +439,6 @@ export class BlobDownload {
     this.failFinished(error);
     this.notify();
   }
-}
-
-interface Signal {
-  promise: Promise<void>;
-  resolve: () => void;
-}
-
-function signal(): Signal {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => (resolve = r));
-  return { promise, resolve };
 }
 
 function isTransient(error: unknown): boolean {

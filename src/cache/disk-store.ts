@@ -156,9 +156,16 @@ export function createDiskStore(options: DiskStoreOptions) {
           }
         }
       }
-      for await (const file of walk(join(root, 'tags'), Number.POSITIVE_INFINITY)) {
-        const name = file.path.slice(file.path.lastIndexOf('/') + 1);
-        if (name.startsWith(TEMP_PREFIX) && leftover(name, file.mtime)) await rm(file.path, { force: true });
+      // Tag records, and the readiness probes at the top.
+      for (const [dir, depth] of [
+        [join(root, 'tags'), Number.POSITIVE_INFINITY],
+        [root, 0],
+      ] as const) {
+        for await (const file of walk(dir, depth)) {
+          const name = file.path.slice(file.path.lastIndexOf('/') + 1);
+          if (name.startsWith(TEMP_PREFIX) && leftover(name, file.mtime))
+            await rm(file.path, { force: true });
+        }
       }
       found.sort((a, b) => a.mtime - b.mtime);
       for (const entry of found) {

@@ -208,6 +208,7 @@ describe('temp files found at start', () => {
     const files = {
       deadHere: join(folder, name(hostname(), dead)),
       deadTag: join(tags, name(hostname(), dead).replace('abcdef0123456789', 'tag')),
+      deadProbe: join(storage, name(hostname(), dead).replace('abcdef0123456789', 'ready')),
       // Our own pid, but another process (a container restarted with the same pid 1).
       previousSelf: join(folder, name(hostname(), process.pid)),
       liveHere: join(folder, name(hostname(), live.pid!)),
@@ -224,6 +225,7 @@ describe('temp files found at start', () => {
     expect(left).toEqual({
       deadHere: false,
       deadTag: false,
+      deadProbe: false,
       previousSelf: false,
       liveHere: true,
       otherHostYoung: true,

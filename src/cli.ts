@@ -129,7 +129,8 @@ async function main(argv: string[]): Promise<number> {
           output.report({ event: 'error', reference, message: (error as Error).message });
         }
       }
-      await runtime.close();
+      // Every blob has been read by now; its commit (fsync + rename) may still be running.
+      await runtime.close(Date.now() + config.limits.shutdownGrace);
       if (failed.length > 0) throw new UsageError(`could not warm ${failed.join(', ')}`);
       return 0;
     }

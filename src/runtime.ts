@@ -55,9 +55,13 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
     store,
     upstreams,
     puller,
-    /** Aborts unfinished downloads (temp files removed) and closes upstream connections. */
-    async close(): Promise<void> {
-      await puller.abortDownloads(new Error('pullcache is shutting down'));
+    /**
+     * Stops downloads still receiving (their temp files are removed), gives verified blobs until
+     * `deadline` (ms since epoch; no limit without one) to be committed, removes what could not be,
+     * and closes upstream connections.
+     */
+    async close(deadline = Number.POSITIVE_INFINITY): Promise<void> {
+      await puller.stopDownloads(new Error('pullcache is shutting down'), deadline);
       await upstreams.close();
     },
   };

@@ -19,6 +19,7 @@ export interface RunningServer {
   /**
    * Stops accepting connections, lets running transfers finish for up to `graceMs`, then closes
    * what is left and aborts unfinished downloads (their temp files are removed, nothing is stored).
+   * Blobs already verified are committed within the same grace; past it their temp files are removed.
    */
   shutdown(graceMs: number): Promise<void>;
   /** Shutdown without grace. */
@@ -116,6 +117,7 @@ export async function startServer(
 
   let stopping: Promise<void> | null = null;
   async function shutdown(graceMs: number): Promise<void> {
+    const deadline = Date.now() + graceMs;
     const http = server as import('node:http').Server;
     // A request that still arrives on a kept-alive connection is answered, with `Connection: close`,
     // so that the client does not send another one. (This listener runs after the app's, which
@@ -126,15 +128,15 @@ export async function startServer(
     const closed = new Promise<void>((done) => http.close(() => done()));
     // Connections finishing a transfer become idle later: keep closing idle ones until all are gone.
     const idle = setInterval(() => http.closeIdleConnections(), 100);
-    const deadline = setTimeout(() => {
+    const connectionsDeadline = setTimeout(() => {
       logger.warn({ graceMs }, 'shutdown grace period over: closing remaining connections');
       http.closeAllConnections();
     }, graceMs);
     http.closeIdleConnections();
     await closed;
     clearInterval(idle);
-    clearTimeout(deadline);
-    await closeRuntime();
+    clearTimeout(connectionsDeadline);
+    await closeRuntime(deadline);
   }
 
   return {

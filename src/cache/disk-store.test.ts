@@ -24,10 +24,10 @@ function diskStore(maxSize: number | null = null, now?: () => number): DiskStore
 
 async function putBlob(store: DiskStore, bytes: string): Promise<string> {
   const digest = digestOf(Buffer.from(bytes));
-  const temp = await store.createBlobTemp(parseDigest(digest));
-  await temp.write(Buffer.from(bytes));
-  await temp.verify(bytes.length);
-  await store.commitBlob(temp, digest);
+  const writer = await store.createBlobWriter(parseDigest(digest));
+  await writer.write([Buffer.from(bytes)]);
+  await writer.commit();
+  await writer.release();
   return digest;
 }
 
@@ -55,22 +55,45 @@ describe.each([['disk store', diskStore]])('%s', (_, makeStore) => {
     expect(await store.openBlob(digestOf(Buffer.from('other')), () => null)).toBeNull();
   });
 
-  it('refuses bytes that do not match the digest and leaves no file behind', async () => {
+  it('keeps an aborted blob invisible, leaves no file behind, and lets its readers finish', async () => {
     const store = makeStore();
-    const digest = digestOf(Buffer.from('expected'));
-    const temp = await store.createBlobTemp(parseDigest(digest));
-    await temp.write(Buffer.from('tampered'));
-    await expect(temp.verify(8)).rejects.toBeInstanceOf(VerificationError);
+    await store.init();
+    const digest = digestOf(Buffer.from('abandoned'));
+    const writer = await store.createBlobWriter(parseDigest(digest));
+    await writer.write([Buffer.from('aban'), Buffer.from('doned')]);
+    expect(writer.size).toBe(9);
+    await writer.abort();
     expect(await store.statBlob(digest)).toBeNull();
     expect(allFiles(store.root)).toEqual([]);
+    const buffer = Buffer.alloc(5);
+    await writer.read(buffer, 5, 4); // a client behind the download still gets what was written
+    expect(buffer.toString()).toBe('doned');
+    await writer.release();
+    await expect(writer.read(buffer, 1, 0)).rejects.toThrow();
   });
 
-  it('refuses the right bytes with the wrong size', async () => {
+  it('reads a blob being written through its writer, before and after the commit', async () => {
     const store = makeStore();
-    const digest = digestOf(Buffer.from('sized'));
-    const temp = await store.createBlobTemp(parseDigest(digest));
-    await temp.write(Buffer.from('sized'));
-    await expect(temp.verify(6)).rejects.toBeInstanceOf(VerificationError);
+    const digest = digestOf(Buffer.from('growing'));
+    const writer = await store.createBlobWriter(parseDigest(digest));
+    await writer.write([Buffer.from('grow')]);
+    const buffer = Buffer.alloc(7);
+    await writer.read(buffer, 4, 0);
+    await writer.write([Buffer.from('ing')]);
+    await writer.commit();
+    await writer.read(buffer, 7, 0);
+    expect(buffer.toString()).toBe('growing');
+    expect(await store.statBlob(digest)).toBe(7);
+    await writer.release();
+  });
+
+  it('refuses a manifest that does not match its digest and leaves no file behind', async () => {
+    const store = makeStore();
+    const bytes = Buffer.from('{}');
+    await expect(
+      store.putManifest({ mediaType: 'x/y', digest: digestOf(Buffer.from('other')), size: 2, bytes }),
+    ).rejects.toBeInstanceOf(VerificationError);
+    expect(allFiles(store.root)).toEqual([]);
   });
 
   it('keeps a manifest byte for byte with its media type, and refuses one that does not match its digest', async () => {

@@ -11,14 +11,19 @@
  * collide with nested repositories. The disk is the truth; the index is for sizes and eviction, so
  * several processes may share one folder.
  */
-import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ChunkSource } from '../chunk-source.js';
+import { ConfigError } from '../config.js';
 import type { ByteRange, Manifest } from '../content.js';
 import { DIGEST_ALGORITHMS, type Digest, parseDigest } from '../digest.js';
+import { RegistryError, storageUnavailable } from '../errors.js';
+import { type BlobWriter, isNoSpace } from './blob-writer.js';
+import { createDiskBlobWriter } from './disk-blob-writer.js';
 import { LruIndex } from './lru-index.js';
 import { openPinnedRead } from './pinned-read.js';
-import { TEMP_PREFIX, TempFile } from './temp-file.js';
+import { TempFile } from './temp-file.js';
+import { TEMP_PREFIX, tempName, tempOwner, writerIsGone } from './temp-name.js';
 
 export interface TagRecord {
   digest: string;
@@ -44,8 +49,9 @@ export interface DiskStoreOptions {
   onEvict?: (key: string, size: number) => void;
 }
 
-// A temp file untouched this long belongs to a dead writer: active ones write continuously and
-// upstream body timeouts are shorter than this.
+// A temp file untouched this long belongs to a dead writer, wherever it ran: active ones write
+// continuously and upstream body timeouts are shorter than this. (This host's dead writers are
+// recognised by pid at once.)
 const STALE_TEMP_MS = 10 * 60_000;
 // Persisting last use costs a syscall; once a minute per entry is plenty for LRU ordering.
 const TOUCH_INTERVAL_MS = 60_000;
@@ -82,32 +88,66 @@ export function createDiskStore(options: DiskStoreOptions) {
     touchedAt.delete(key);
   }
 
-  async function added(key: string, size: number): Promise<void> {
-    index.add(key, size);
-    touchedAt.set(key, now());
-    if (options.maxSize === null || index.totalBytes <= options.maxSize) return;
-    for (const { key: victim, size } of index.evictUntil(options.maxSize)) {
+  /** Evicts least-recently-used, unpinned content until the index holds at most `limit`; the bytes freed. */
+  async function evictDownTo(limit: number): Promise<number> {
+    let freed = 0;
+    for (const { key: victim, size } of index.evictUntil(limit)) {
       const [kind, digest] = [victim.slice(0, victim.indexOf(':')), victim.slice(victim.indexOf(':') + 1)];
       const path = contentPath(kind === 'blob' ? 'blobs' : 'manifests', parseDigest(digest));
       await rm(path, { force: true });
       touchedAt.delete(victim);
       evictions++;
+      freed += size;
       options.onEvict?.(victim, size);
+    }
+    return freed;
+  }
+
+  async function added(key: string, size: number): Promise<void> {
+    index.add(key, size);
+    touchedAt.set(key, now());
+    if (options.maxSize === null || index.totalBytes <= options.maxSize) return;
+    await evictDownTo(options.maxSize);
+  }
+
+  /** Whether a temp file found at start is a leftover: its writer is gone, or it is too old to be alive. */
+  const leftover = (name: string, mtime: number) => {
+    const owner = tempOwner(name);
+    return (owner !== null && writerIsGone(owner)) || now() - mtime > STALE_TEMP_MS;
+  };
+
+  /**
+   * Makes sure the folder exists and takes new files: a cache that can never store must not start.
+   * A full disk is not that (eviction or an operator frees it, and meanwhile blobs pass through).
+   */
+  async function checkUsable(): Promise<void> {
+    try {
+      await mkdir(root, { recursive: true });
+      const probe = join(root, tempName('start'));
+      await (await open(probe, 'wx')).close();
+      await rm(probe, { force: true });
+    } catch (error) {
+      if (isNoSpace(error)) return;
+      throw new ConfigError(`storage.path: cannot use ${root}: ${reasonOf(error)}`);
     }
   }
 
   return {
     root,
 
-    /** Rebuilds the index from disk (oldest first) and removes crash leftovers; run before serving. */
+    /**
+     * Checks the folder is writable (a ConfigError naming it if not), rebuilds the index from disk
+     * (oldest first) and removes crash leftovers; run before serving.
+     */
     async init(): Promise<void> {
+      await checkUsable();
       const found: { key: string; size: number; mtime: number }[] = [];
       for (const kind of ['blobs', 'manifests'] as const) {
         for (const [algorithm, hexLength] of Object.entries(DIGEST_ALGORITHMS)) {
           for await (const file of walk(join(root, kind, algorithm), 1)) {
             const name = file.path.slice(file.path.lastIndexOf('/') + 1);
             if (name.startsWith(TEMP_PREFIX)) {
-              if (now() - file.mtime > STALE_TEMP_MS) await rm(file.path, { force: true });
+              if (leftover(name, file.mtime)) await rm(file.path, { force: true });
               continue;
             }
             if (name.length !== hexLength || !/^[a-f0-9]+$/.test(name)) continue;
@@ -116,10 +156,16 @@ export function createDiskStore(options: DiskStoreOptions) {
           }
         }
       }
-      for await (const file of walk(join(root, 'tags'), Number.POSITIVE_INFINITY)) {
-        const name = file.path.slice(file.path.lastIndexOf('/') + 1);
-        if (name.startsWith(TEMP_PREFIX) && now() - file.mtime > STALE_TEMP_MS)
-          await rm(file.path, { force: true });
+      // Tag records, and the readiness probes at the top.
+      for (const [dir, depth] of [
+        [join(root, 'tags'), Number.POSITIVE_INFINITY],
+        [root, 0],
+      ] as const) {
+        for await (const file of walk(dir, depth)) {
+          const name = file.path.slice(file.path.lastIndexOf('/') + 1);
+          if (name.startsWith(TEMP_PREFIX) && leftover(name, file.mtime))
+            await rm(file.path, { force: true });
+        }
       }
       found.sort((a, b) => a.mtime - b.mtime);
       for (const entry of found) {
@@ -136,15 +182,23 @@ export function createDiskStore(options: DiskStoreOptions) {
 
     blobPath: (digest: string) => contentPath('blobs', parseDigest(digest)),
 
+    /** The cached blob's size; null when it is not there. Any other failure is a storage error (503). */
     async statBlob(digest: string): Promise<number | null> {
       const path = contentPath('blobs', parseDigest(digest));
-      const info = await stat(path).catch(() => null);
-      if (!info) {
-        forget(blobKey(digest));
-        return null;
+      let size: number;
+      try {
+        const info = await stat(path);
+        if (!info.isFile()) throw notAFile();
+        size = info.size;
+      } catch (error) {
+        if (isMissing(error)) {
+          forget(blobKey(digest));
+          return null;
+        }
+        throw readFailure(`blob ${digest}`, error);
       }
-      used(blobKey(digest), path, info.size);
-      return info.size;
+      used(blobKey(digest), path, size);
+      return size;
     },
 
     /** The cached blob (or a range of it), pinned against eviction until the source closes. */
@@ -159,7 +213,9 @@ export function createDiskStore(options: DiskStoreOptions) {
       const path = contentPath('blobs', parseDigest(digest));
       const key = blobKey(digest);
       const release = index.pin(key);
-      const opened = await openPinnedRead(path, range, release);
+      const opened = await openPinnedRead(path, range, release).catch((error: unknown) => {
+        throw error instanceof RegistryError ? error : readFailure(`blob ${digest}`, error);
+      });
       if (!opened) {
         forget(key);
         return null;
@@ -168,19 +224,30 @@ export function createDiskStore(options: DiskStoreOptions) {
       return opened;
     },
 
-    /** A temp file for a blob download; `commitBlob` renames it into place once verified. */
-    createBlobTemp: (digest: Digest) => TempFile.create(contentPath('blobs', digest), digest),
+    /** A writer for a blob download: a temp file renamed into place (and indexed) on commit. */
+    createBlobWriter: (digest: Digest): Promise<BlobWriter> =>
+      createDiskBlobWriter(contentPath('blobs', digest), digest, (size) =>
+        added(blobKey(digest.value), size),
+      ),
 
-    async commitBlob(temp: TempFile, digest: string): Promise<void> {
-      await temp.commit();
-      await added(blobKey(digest), temp.size);
+    /**
+     * Evicts least-recently-used content (never what is being read) to free `bytes` for a write that
+     * found the disk full; resolves the bytes freed. Only with `maxSize` set: without it the operator
+     * has not agreed to content being dropped.
+     */
+    async makeRoom(bytes: number): Promise<number> {
+      if (options.maxSize === null) return 0;
+      return evictDownTo(Math.max(0, index.totalBytes - bytes));
     },
 
     // --- manifests ---
 
     async getManifest(digest: string): Promise<Manifest | null> {
       const path = contentPath('manifests', parseDigest(digest));
-      const data = await readFile(path).catch(() => null);
+      const data = await readFile(path).catch((error: unknown) => {
+        if (isMissing(error)) return null;
+        throw readFailure(`manifest ${digest}`, error);
+      });
       if (!data) {
         forget(manifestKey(digest));
         return null;
@@ -196,7 +263,7 @@ export function createDiskStore(options: DiskStoreOptions) {
       const digest = parseDigest(manifest.digest);
       if (/[\r\n]/.test(manifest.mediaType)) throw new Error('media type with a line break');
       const header = Buffer.from(`${manifest.mediaType}\n`);
-      const temp = await TempFile.create(contentPath('manifests', digest), digest, header);
+      const temp = await TempFile.create(contentPath('manifests', digest), digest, { header });
       try {
         await temp.write(manifest.bytes);
         await temp.verify(manifest.bytes.length);
@@ -211,7 +278,10 @@ export function createDiskStore(options: DiskStoreOptions) {
     // --- tags ---
 
     async getTag(registry: string, repository: string, tag: string): Promise<TagRecord | null> {
-      const text = await readFile(tagPath(registry, repository, tag), 'utf8').catch(() => null);
+      const text = await readFile(tagPath(registry, repository, tag), 'utf8').catch((error: unknown) => {
+        if (isMissing(error)) return null;
+        throw readFailure(`tag ${registry}/${repository}:${tag}`, error);
+      });
       if (text === null) return null;
       try {
         const record = JSON.parse(text) as TagRecord;
@@ -232,8 +302,9 @@ export function createDiskStore(options: DiskStoreOptions) {
 
     /** Throws unless the storage folder accepts writes (readiness). */
     async probeWritable(): Promise<void> {
-      await writeAtomically(join(root, `${TEMP_PREFIX}ready-${process.pid}`), 'ok');
-      await rm(join(root, `${TEMP_PREFIX}ready-${process.pid}`), { force: true });
+      const probe = join(root, tempName('ready'));
+      await writeFile(probe, 'ok');
+      await rm(probe, { force: true });
     },
 
     stats(): CacheStats {
@@ -251,7 +322,7 @@ export function createDiskStore(options: DiskStoreOptions) {
 async function writeAtomically(path: string, text: string): Promise<void> {
   const dir = path.slice(0, path.lastIndexOf('/'));
   await mkdir(dir, { recursive: true });
-  const temp = join(dir, `${TEMP_PREFIX}${process.pid}-${Math.random().toString(36).slice(2)}`);
+  const temp = join(dir, tempName('tag'));
   try {
     await writeFile(temp, text);
     await rename(temp, path);
@@ -276,4 +347,24 @@ async function* walk(
       if (info) yield { path, size: info.size, mtime: info.mtimeMs };
     }
   }
+}
+
+/** Only a missing file is a cache miss; every other failure (EIO, EACCES, EISDIR, ...) is an error. */
+function isMissing(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException).code === 'ENOENT';
+}
+
+function notAFile(): NodeJS.ErrnoException {
+  return Object.assign(new Error('EISDIR: not a regular file'), { code: 'EISDIR' });
+}
+
+/** `EIO: i/o error` from Node's `EIO: i/o error, read '/path'`: the reason without the path. */
+function reasonOf(error: unknown): string {
+  const { code, message } = error as NodeJS.ErrnoException;
+  const reason = String(message ?? error).split(', ')[0]!;
+  return code && !reason.startsWith(code) ? `${code}: ${reason}` : reason;
+}
+
+function readFailure(what: string, error: unknown) {
+  return storageUnavailable(`cannot read ${what}: ${reasonOf(error)}`, error);
 }

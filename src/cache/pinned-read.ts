@@ -5,7 +5,8 @@ import type { ByteRange } from '../content.js';
 import { createFileSource } from './file-source.js';
 
 /**
- * The file's size and a source of the asked range; null (pin released) when the file is gone.
+ * The file's size and a source of the asked range; null (pin released) when the file is missing
+ * (ENOENT only: any other failure is thrown, never taken for a miss).
  * The descriptor is opened first, so a concurrent eviction or rename cannot cut the read short.
  * `range` may throw (416): the pin is released and the error passed on.
  */
@@ -23,7 +24,10 @@ export async function openPinnedRead(
     throw error;
   }
   try {
-    const { size } = await handle.stat();
+    const info = await handle.stat();
+    // A directory opens for reading too: only a regular file is a cached blob.
+    if (!info.isFile()) throw Object.assign(new Error('EISDIR: not a regular file'), { code: 'EISDIR' });
+    const { size } = info;
     const part = range(size);
     if (size === 0) {
       await handle.close();

@@ -4,17 +4,20 @@
  * file, so readers of the final path never see a torn or unverified file — even across processes
  * sharing one storage folder.
  */
-import { randomBytes } from 'node:crypto';
 import { type FileHandle, mkdir, open, rename, rm } from 'node:fs/promises';
-import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createDigester, type Digest } from '../digest.js';
-
-/** Temp files start with this; anything so named and stale is a crash leftover. */
-export const TEMP_PREFIX = '.tmp-';
+import { tempName } from './temp-name.js';
 
 export class VerificationError extends Error {
   override name = 'VerificationError';
+}
+
+export interface TempFileOptions {
+  /** Bytes before the content (a manifest's media type line): written, not hashed, not counted. */
+  header?: Uint8Array;
+  /** False when the caller hashes the bytes itself (a blob download): verify() is then unavailable. */
+  hashed?: boolean;
 }
 
 export class TempFile {
@@ -27,19 +30,19 @@ export class TempFile {
     readonly finalPath: string,
     private readonly handle: FileHandle,
     private readonly digest: Digest,
-    /** Bytes before the content (a manifest's media type line): written, not hashed, not counted. */
     readonly headerLength: number,
+    hashed: boolean,
   ) {
-    this.hash = createDigester(digest.algorithm);
+    this.hash = hashed ? createDigester(digest.algorithm) : null;
   }
 
   /** A new temp file beside `finalPath`, named so that concurrent writers (and processes) never clash. */
-  static async create(finalPath: string, digest: Digest, header?: Uint8Array): Promise<TempFile> {
+  static async create(finalPath: string, digest: Digest, options: TempFileOptions = {}): Promise<TempFile> {
+    const { header, hashed = true } = options;
     await mkdir(dirname(finalPath), { recursive: true });
-    const name = `${TEMP_PREFIX}${digest.hex.slice(0, 16)}-${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
-    const path = join(dirname(finalPath), name);
+    const path = join(dirname(finalPath), tempName(digest.hex.slice(0, 16)));
     const handle = await open(path, 'wx', 0o644);
-    const file = new TempFile(path, finalPath, handle, digest, header?.length ?? 0);
+    const file = new TempFile(path, finalPath, handle, digest, header?.length ?? 0, hashed);
     if (header)
       await file.writeAt(header, 0).catch(async (error) => {
         await file.abort();
@@ -55,7 +58,7 @@ export class TempFile {
   /** Appends bytes; they are readable from `path` once the promise resolves. */
   async write(chunk: Uint8Array): Promise<void> {
     await this.writeAt(chunk, this.headerLength + this.written);
-    this.hash.update(chunk);
+    this.hash?.update(chunk);
     this.written += chunk.length;
   }
 
@@ -75,7 +78,7 @@ export class TempFile {
         position += rest.length;
       }
     }
-    for (const chunk of chunks) this.hash.update(chunk);
+    if (this.hash) for (const chunk of chunks) this.hash.update(chunk);
     this.written += total;
   }
 
@@ -94,6 +97,7 @@ export class TempFile {
 
   /** Checks size and digest; throws VerificationError (and removes the file) on mismatch. */
   async verify(expectedSize: number | null): Promise<void> {
+    if (!this.hash) throw new Error('verify() on a temp file whose caller hashes the bytes');
     const actual = this.hash.copy().digest('hex');
     if (actual !== this.digest.hex || (expectedSize !== null && this.written !== expectedSize)) {
       await this.abort();
@@ -103,7 +107,7 @@ export class TempFile {
     }
   }
 
-  /** Flushes and renames into place; call after verify(). */
+  /** Flushes and renames into place; call after verify(). On failure the temp file is removed. */
   async commit(): Promise<void> {
     try {
       await this.handle.sync();
@@ -115,7 +119,7 @@ export class TempFile {
     }
   }
 
-  /** Removes the temp file; safe to call more than once. */
+  /** Removes the temp file; safe to call more than once, and while a commit runs (it then fails). */
   async abort(): Promise<void> {
     await this.close().catch(() => {});
     await rm(this.path, { force: true });

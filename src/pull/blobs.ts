@@ -1,19 +1,21 @@
 /**
  * @module Blobs by digest: local first, forever. A miss starts one shared upstream download per
  * digest, which every client (whole or Range) joins and streams from as bytes arrive; the verified
- * blob is then served from disk.
+ * blob is then served from disk. Only a missing file is a miss: a cached blob that cannot be read
+ * is a logged storage error (503), never a silent re-download.
  */
 import type { Logger } from 'pino';
 import { parseContentRange, type RangeSpec, resolveRange } from '../byte-range.js';
 import type { DiskStore } from '../cache/disk-store.js';
 import type { ByteRange } from '../content.js';
 import { parseDigest } from '../digest.js';
-import { RegistryError, upstreamInvalid } from '../errors.js';
+import { RegistryError, storageUnavailable, upstreamInvalid, upstreamUnavailable } from '../errors.js';
 import type { Route } from '../routing.js';
 import type { Upstreams } from '../upstream/upstreams.js';
 import { BlobDownload, type UpstreamPart } from './blob-download.js';
 import { createDownloadSource } from './download-source.js';
 import { createLimiter } from './limiter.js';
+import { createLocalRead } from './local-read.js';
 import type { BlobAnswer, PullEvents } from './types.js';
 
 export interface BlobOptions {
@@ -41,6 +43,7 @@ export function createBlobs({
   downloadsPerRegistry,
 }: BlobsDeps) {
   const inflight = new Map<string, BlobDownload>();
+  const localRead = createLocalRead(logger);
   const limiters = new Map<string, ReturnType<typeof createLimiter>>();
   const limiterOf = (registry: string) => {
     const limiter = limiters.get(registry) ?? createLimiter(downloadsPerRegistry ?? Number.POSITIVE_INFINITY);
@@ -70,92 +73,159 @@ export function createBlobs({
         const length = Number(response.headers['content-length']);
         return { total: Number.isSafeInteger(length) ? length : null, startsAt: 0, stream: response.body };
       },
-      createTemp: () => store.createBlobTemp(parseDigest(digest)),
-      commit: (temp) => store.commitBlob(temp, digest),
-      onCommitError: (error) => logger.error({ err: error, digest }, 'could not store a verified blob'),
+      createWriter: () => store.createBlobWriter(parseDigest(digest)),
+      makeRoom: (bytes) => store.makeRoom(bytes),
+      onStoreError: (error, during) => {
+        const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+        if (during === 'commit')
+          logger.error({ err: error, digest, reason }, 'could not store a verified blob');
+        else
+          logger.warn(
+            { err: error, digest, registry: route.registry, reason },
+            'cannot store blob: passing it through to its clients without caching it',
+          );
+      },
       onBytes: (bytes) => events?.fetched(route.registry, bytes),
       acquireSlot: () => limiterOf(route.registry).acquire(),
     });
     inflight.set(digest, download);
     onDownload?.(download, route);
-    download
-      .run()
-      .then(() => {
-        if (download.state === 'failed') {
-          const level =
-            download.error instanceof RegistryError && download.error.status < 500 ? 'debug' : 'warn';
-          logger[level](
-            { digest, registry: route.registry, error: download.error?.message },
-            'blob download failed',
-          );
-        }
-      })
-      .finally(() => inflight.delete(digest));
+    // A stored blob is served from the store at once; one that could not be stored stays joinable
+    // for as long as its bytes are held (clients still reading it).
+    const leave = () => {
+      if (inflight.get(digest) === download) inflight.delete(digest);
+    };
+    void download.released.then(leave);
+    void download.done.then(() => {
+      if (download.stored || download.state === 'failed') leave();
+    });
+    download.run().then(() => {
+      if (download.state === 'failed') {
+        const level =
+          download.error instanceof RegistryError && download.error.status < 500 ? 'debug' : 'warn';
+        logger[level](
+          { digest, registry: route.registry, error: download.error?.message },
+          'blob download failed',
+        );
+      }
+    });
     return download;
   }
 
+  /**
+   * Answers from a download. It is held from the moment it is found, so nothing it holds goes away
+   * while the size comes; a download that can no longer serve this range (passing through, the
+   * bytes are gone) leaves the client to a download of its own.
+   */
   async function fromDownload(
     download: BlobDownload,
+    route: Route,
     digest: string,
     options: BlobOptions,
+    attempt = 1,
   ): Promise<BlobAnswer> {
-    await download.ready;
-    // Without a size from the upstream, ranges and lengths wait for the end of the download.
-    if (download.size === null) await download.finished;
-    const size = download.size!;
-    const range = options.range ? resolveRange(options.range, size) : null;
-    return {
-      digest,
-      size,
-      range,
-      source: options.head ? null : createDownloadSource(download, range?.start ?? 0, range?.end ?? size - 1),
-      passed: {},
-      cache: 'miss',
-    };
+    const release = download.hold();
+    try {
+      await download.ready;
+      // Without a size from the upstream, ranges and lengths wait for the end of the download.
+      if (download.size === null) await download.finished;
+      const size = download.size!;
+      const range = options.range ? resolveRange(options.range, size) : null;
+      const start = range?.start ?? 0;
+      if (!options.head && !download.canServe(start)) {
+        // Failed after it answered: its error, before any header, is a clean answer to retry on.
+        if (download.state === 'failed' || attempt > 1) throw failureOf(download, route);
+        const current = inflight.get(digest);
+        const next = current && current !== download ? current : startDownload(route, digest);
+        return await fromDownload(next, route, digest, options, attempt + 1);
+      }
+      return {
+        digest,
+        size,
+        range,
+        source: options.head ? null : createDownloadSource(download, start, range?.end ?? size - 1),
+        passed: {},
+        cache: 'miss',
+      };
+    } finally {
+      release();
+    }
+  }
+
+  /** In flight first, then the store, then in flight again, then a new download. */
+  async function lookUp(route: Route, digest: string, options: BlobOptions): Promise<BlobAnswer> {
+    const rangeOf = (size: number): ByteRange | null =>
+      options.range ? resolveRange(options.range, size) : null;
+    // A download that commits while we look at the store is found one way or the other, so it is
+    // never started twice.
+    const early = inflight.get(digest);
+    if (early) return fromDownload(early, route, digest, options);
+    if (options.head) {
+      const size = await localRead({ digest }, store.statBlob(digest));
+      if (size !== null)
+        return { digest, size, range: rangeOf(size), source: null, passed: {}, cache: 'hit' };
+    } else {
+      const cached = await localRead({ digest }, store.openBlob(digest, rangeOf));
+      if (cached) return { digest, ...cached, passed: {}, cache: 'hit' };
+    }
+
+    const running = inflight.get(digest);
+    if (running) return fromDownload(running, route, digest, options);
+    if (options.head) {
+      // A HEAD alone does not start a download: ask the upstream (HEADs are cheap and not rate-limited).
+      const response = await upstreams.get(route.registry).getBlob(route.repository, digest, { head: true });
+      response.body.resume();
+      const size = Number(response.headers['content-length']);
+      if (!Number.isSafeInteger(size)) {
+        throw upstreamInvalid(route.registry, 'sent no blob length', 'UNAVAILABLE');
+      }
+      return { digest, size, range: rangeOf(size), source: null, passed: response.passed, cache: 'miss' };
+    }
+    return fromDownload(startDownload(route, digest), route, digest, options);
+  }
+
+  function failureOf(download: BlobDownload, route: Route): RegistryError {
+    const error = download.error;
+    if (error instanceof RegistryError) return error;
+    if (!error) return storageUnavailable('the blob is passing through and its bytes are gone: retry');
+    return upstreamUnavailable(
+      route.registry,
+      `blob download from ${route.registry} failed: ${error?.message}`,
+      {
+        cause: error,
+      },
+    );
   }
 
   return {
-    async blob(route: Route, digest: string, options: BlobOptions): Promise<BlobAnswer> {
-      const rangeOf = (size: number): ByteRange | null =>
-        options.range ? resolveRange(options.range, size) : null;
-      // In flight first, then disk, then in flight again: a download that commits while we look at
-      // the disk is found one way or the other, so it is never started twice.
-      const early = inflight.get(digest);
-      if (early) return fromDownload(early, digest, options);
-      if (options.head) {
-        const size = await store.statBlob(digest);
-        if (size !== null)
-          return { digest, size, range: rangeOf(size), source: null, passed: {}, cache: 'hit' };
-      } else {
-        const cached = await store.openBlob(digest, rangeOf);
-        if (cached) return { digest, ...cached, passed: {}, cache: 'hit' };
-      }
-
-      const running = inflight.get(digest);
-      if (running) return fromDownload(running, digest, options);
-      if (options.head) {
-        // A HEAD alone does not start a download: ask the upstream (HEADs are cheap and not rate-limited).
-        const response = await upstreams
-          .get(route.registry)
-          .getBlob(route.repository, digest, { head: true });
-        response.body.resume();
-        const size = Number(response.headers['content-length']);
-        if (!Number.isSafeInteger(size)) {
-          throw upstreamInvalid(route.registry, 'sent no blob length', 'UNAVAILABLE');
-        }
-        return { digest, size, range: rangeOf(size), source: null, passed: response.passed, cache: 'miss' };
-      }
-      return fromDownload(startDownload(route, digest), digest, options);
-    },
+    blob: lookUp,
 
     /** Downloads in progress, for stats and metrics. */
     inflightCount: () => inflight.size,
 
-    /** Aborts every download (shutdown) and waits until their temp files are gone. */
-    async abortDownloads(reason: Error): Promise<void> {
+    /**
+     * Shutdown, once no client is left: stops downloads still receiving (their temp files are
+     * removed), lets verified blobs finish their commit until `deadline` (ms since epoch), then
+     * removes what could not be finished, so that no temp file stays behind.
+     */
+    async stopDownloads(reason: Error, deadline: number): Promise<void> {
       const running = [...inflight.values()];
       for (const download of running) download.abort(reason);
-      await Promise.all(running.map((d) => d.finished.catch(() => {})));
+      const all = Promise.all(running.map((d) => d.done));
+      if (deadline === Number.POSITIVE_INFINITY) return void (await all);
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<'late'>((resolve) => {
+        timer = setTimeout(() => resolve('late'), Math.max(0, deadline - Date.now()));
+      });
+      const outcome = await Promise.race([all, late]);
+      clearTimeout(timer);
+      if (outcome !== 'late') return;
+      const unfinished = running.filter((d) => !d.isOver);
+      logger.warn(
+        { downloads: unfinished.map((d) => d.digest.value) },
+        'shutdown grace over: removing blob commits that could not finish',
+      );
+      await Promise.all(unfinished.map((d) => d.discard()));
     },
   };
 }

@@ -1,28 +1,26 @@
 /**
- * @module A client's view of a shared BlobDownload: bytes `start..end` from the growing temp file as
+ * @module A client's view of a shared BlobDownload: bytes `start..end` read through the download as
  * they arrive. A source that ends at the blob's last byte holds that byte back until the whole blob
  * has verified, so a client of a download that fails verification gets an aborted transfer, never a
  * complete-looking wrong body. A range ending earlier is a part the client assembles and verifies
  * itself (containerd's parallel range pulls): it is sent as soon as its bytes are there, and aborted
  * like the others if the download fails first.
  */
-import { type FileHandle, open } from 'node:fs/promises';
-import { readFully } from '../cache/file-source.js';
 import type { ChunkSource } from '../chunk-source.js';
 import type { BlobDownload } from './blob-download.js';
 
+/** Attaches to the download at once; the caller checked `download.canServe(start)`. */
 export function createDownloadSource(download: BlobDownload, start: number, end: number): ChunkSource {
   let next = start;
-  let handle: Promise<FileHandle> | null = null;
   let closed = false;
-
-  /** The temp file while the download runs; the final file if it was renamed before we opened it. */
-  const openFile = () => {
-    handle ??= open(download.tempPath, 'r').catch((error: NodeJS.ErrnoException) => {
-      if (error.code !== 'ENOENT') throw error;
-      return open(download.finalPath, 'r');
-    });
-    return handle;
+  const reader = download.attach(start);
+  // Starts of reads in flight: the download may drop nothing at or after the lowest (pass-through).
+  const pending = new Set<number>();
+  const moved = () => {
+    let lowest = next > end ? Number.POSITIVE_INFINITY : next;
+    for (const position of pending) lowest = Math.min(lowest, position);
+    reader.needsFrom = lowest;
+    download.clientsMoved();
   };
 
   /** Waits until bytes up to `until` (exclusive) may be sent. */
@@ -50,17 +48,22 @@ export function createDownloadSource(download: BlobDownload, start: number, end:
         await waitFor(end + 1); // the end of a whole blob is only told once it verified
         return 0;
       }
-      await waitFor(position + length);
-      await readFully(await openFile(), buffer, length, position);
+      pending.add(position);
+      try {
+        await waitFor(position + length);
+        if (closed) throw new Error('source closed');
+        await download.read(buffer, length, position);
+      } finally {
+        pending.delete(position);
+        moved();
+      }
       return length;
     },
     async close() {
+      if (closed) return;
       closed = true;
       download.notify(); // wake a read waiting for bytes, so it sees the source is closed
-      const file = handle;
-      handle = Promise.reject(new Error('source closed'));
-      handle.catch(() => {});
-      await (await file?.catch(() => null))?.close();
+      download.detach(reader);
     },
   };
 }

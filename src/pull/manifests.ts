@@ -3,7 +3,8 @@
  * younger than `tagTTL`; after that revalidated with an upstream HEAD (not counted by Docker Hub's
  * pull limit); when the upstream cannot answer (unreachable, timeout, 5xx, 429) the cached digest is
  * served (stale-if-error). A 404 means the tag was deleted upstream. Concurrent misses of one
- * manifest or tag share one upstream request.
+ * manifest or tag share one upstream request. A store that cannot take writes (disk full, read-only)
+ * costs the cache entry, never the answer: the upstream's bytes are served all the same.
  */
 import type { Logger } from 'pino';
 import type { DiskStore, TagRecord } from '../cache/disk-store.js';
@@ -11,6 +12,7 @@ import type { Manifest } from '../content.js';
 import { RegistryError } from '../errors.js';
 import type { Route } from '../routing.js';
 import type { Upstreams } from '../upstream/upstreams.js';
+import { createLocalRead } from './local-read.js';
 import { createSingleFlight } from './single-flight.js';
 import type { CacheOutcome, ManifestAnswer, PullEvents } from './types.js';
 
@@ -33,6 +35,7 @@ export interface ManifestsDeps {
 export function createManifests(deps: ManifestsDeps) {
   const { upstreams, store, logger } = deps;
   const now = deps.now ?? Date.now;
+  const localRead = createLocalRead(logger);
   const shareManifest = createSingleFlight<Manifest & { passed: Record<string, string> }>();
   const shareTag = createSingleFlight<{
     manifest: Manifest;
@@ -45,25 +48,29 @@ export function createManifests(deps: ManifestsDeps) {
     return shareManifest(`${route.registry}/${route.repository}@${digest}`, async () => {
       const manifest = await upstreams.get(route.registry).getManifest(route.repository, digest, accept);
       deps.events?.fetched(route.registry, manifest.size);
-      await store.putManifest(manifest);
+      await keep(store.putManifest(manifest), { digest: manifest.digest }, 'manifest');
       return manifest;
     });
   }
 
   async function byTag(route: Route, tag: string, accept: string | undefined) {
     const { registry, repository } = route;
-    const record = await store.getTag(registry, repository, tag);
+    const record = await localRead(
+      { tag: `${registry}/${repository}:${tag}` },
+      store.getTag(registry, repository, tag),
+    );
     if (!record || !acceptable(record.mediaType, accept)) {
       // Nothing usable cached: one GET by tag, stored under its digest (and as the tag if new).
       return shareTag(`${registry}/${repository}:${tag} ${accept ?? ''}`, async () => {
         const manifest = await upstreams.get(registry).getManifest(repository, tag, accept);
         deps.events?.fetched(registry, manifest.size);
-        await store.putManifest(manifest);
-        if (!record) await store.putTag(registry, repository, tag, recordOf(manifest, now()));
+        await keep(store.putManifest(manifest), { digest: manifest.digest }, 'manifest');
+        if (!record)
+          await keep(store.putTag(registry, repository, tag, recordOf(manifest, now())), { tag }, 'tag');
         return { manifest, passed: manifest.passed, cache: 'miss' as const };
       });
     }
-    const cached = await store.getManifest(record.digest);
+    const cached = await localRead({ digest: record.digest }, store.getManifest(record.digest));
     if (cached && now() - record.fetchedAt < deps.tagTTL)
       return { manifest: cached, passed: {}, cache: 'hit' as const };
     return shareTag(`${registry}/${repository}:${tag} revalidate`, () =>
@@ -83,17 +90,30 @@ export function createManifests(deps: ManifestsDeps) {
       const head = await upstreams.get(registry).headManifest(repository, tag, accept);
       const manifest =
         head.digest === record.digest && cached ? cached : await fetchByDigest(route, head.digest, accept);
-      await store.putTag(registry, repository, tag, recordOf(manifest, now()));
+      await keep(store.putTag(registry, repository, tag, recordOf(manifest, now())), { tag }, 'tag');
       return { manifest, passed: head.passed, cache: head.digest === record.digest ? 'revalidated' : 'miss' };
     } catch (error) {
       if (!(error instanceof RegistryError) || !cached) throw error;
       if (error.status === 404) {
         if (deps.serveDeletedTags) return stale(route, tag, cached, error);
-        await store.deleteTag(registry, repository, tag);
+        await keep(store.deleteTag(registry, repository, tag), { tag }, 'tag deletion');
         throw error;
       }
       if (isOutage(error)) return stale(route, tag, cached, error);
       throw error; // 401/403 and other refusals are answers, not outages
+    }
+  }
+
+  /** Waits for a store write; a failure is a warning, and the answer goes out without it. */
+  async function keep(write: Promise<void>, about: Record<string, string>, what: string): Promise<void> {
+    try {
+      await write;
+    } catch (error) {
+      const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+      logger.warn(
+        { ...about, reason, error: (error as Error).message },
+        `cannot store ${what}: serving it uncached`,
+      );
     }
   }
 
@@ -116,7 +136,7 @@ export function createManifests(deps: ManifestsDeps) {
     async manifest(route: Route, reference: string, options: ManifestOptions): Promise<ManifestAnswer> {
       let result: { manifest: Manifest; passed: Record<string, string>; cache: CacheOutcome };
       if (reference.includes(':')) {
-        const cached = await store.getManifest(reference);
+        const cached = await localRead({ digest: reference }, store.getManifest(reference));
         // By digest, HEAD or GET: fetch the whole manifest once, so the GET that follows is a hit.
         result = cached
           ? { manifest: cached, passed: {}, cache: 'hit' }

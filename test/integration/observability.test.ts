@@ -6,7 +6,7 @@ import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryContent, registryHandlers, TokenIssuer } from '../support/fake-registry.js';
 import { type LoopbackServer, startLoopback } from '../support/msw-loopback.js';
-import { captureLogs, startProxy, type TestProxy } from '../support/proxy.js';
+import { captureLogs, settled, startProxy, type TestProxy } from '../support/proxy.js';
 
 const content = new RegistryContent();
 const image = content.addImage('library/web', '1.0', Buffer.alloc(5000, 1));
@@ -31,6 +31,7 @@ beforeAll(async () => {
   for (let i = 0; i < 2; i++) {
     await (await fetch(`${proxy.url}/v2/web/manifests/1.0`)).arrayBuffer();
     await (await fetch(`${proxy.url}/v2/web/blobs/${image.layer}`)).arrayBuffer();
+    await settled(proxy.url); // the blob's commit follows its last byte: only then is the next GET a hit
   }
   await (await fetch(`${proxy.url}/v2/web/manifests/missing`)).arrayBuffer();
 });

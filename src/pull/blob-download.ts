@@ -426,8 +426,8 @@ export class BlobDownload {
     if (actual !== this.digest.hex || (this.size !== null && this.available !== this.size)) {
       throw upstreamInvalid(
         this.deps.registry,
-        `sent bytes that do not match ${this.digest.value}: got ${this.digest.algorithm}:${actual}, ${this.available} bytes`,
-        'BLOB_UNKNOWN',
+        `sent a blob that does not verify: not ${this.digest.value} but ${this.digest.algorithm}:${actual}, ${this.available} bytes`,
+        'DIGEST_INVALID',
       );
     }
   }

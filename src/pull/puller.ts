@@ -49,7 +49,7 @@ export function createPuller(deps: PullerDeps) {
     referrers: (...args: Parameters<typeof listings.referrers>) =>
       mapPullFailure(args[0].registry, listings.referrers(...args)),
     inflightCount: blobs.inflightCount,
-    abortDownloads: blobs.abortDownloads,
+    stopDownloads: blobs.stopDownloads,
     stats: () => ({ ...store.stats(), downloadsInFlight: blobs.inflightCount() }),
   };
 }

@@ -193,6 +193,10 @@ describe('parseConfig: cluster', () => {
       'cluster.self: self must be one of peers.static',
     ],
     [{ peers: { dns: 'peers' }, self: 'me' }, 'cluster.self: expected HOST:PORT'],
+    [
+      { peers: { dns: 'peers' }, self: '10.0.0.1:6000' },
+      'cluster.self: self must use cluster.port with peers.dns',
+    ],
     [{ peers: { dns: 'not a name' } }, 'cluster.peers.dns: expected a DNS name'],
     [
       { peers: { dns: 'peers', resolver: 'dns.example.com' } },

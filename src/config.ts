@@ -117,6 +117,11 @@ const clusterSchema = z
   .refine((c) => c.self === undefined || c.peers.static === undefined || c.peers.static.includes(c.self), {
     message: 'self must be one of peers.static',
     path: ['self'],
+  })
+  // With dns the others list this replica at cluster.port; another port would make it two members.
+  .refine((c) => c.self === undefined || c.peers.dns === undefined || c.self.endsWith(`:${c.port}`), {
+    message: 'self must use cluster.port with peers.dns',
+    path: ['self'],
   });
 
 const registrySchema = z

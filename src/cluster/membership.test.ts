@@ -73,7 +73,7 @@ afterEach(() => {
 });
 
 describe('static membership', () => {
-  it('is the configured list with this replica, sorted, without duplicates, and never looks anything up', async () => {
+  it('is the configured list, sorted, without duplicates, and never looks anything up', async () => {
     const script = scriptedLookup();
     const membership = createMembership({
       self: '10.0.0.2:5000',
@@ -92,6 +92,18 @@ describe('static membership', () => {
     expect(vi.getTimerCount()).toBe(0);
     expect(script.questions).toEqual([]);
     membership.stop();
+  });
+
+  it('refuses a self that is not in the list: the members would disagree on owners', () => {
+    expect(() =>
+      createMembership({
+        self: '10.0.0.9:5000',
+        cluster: { peers: { static: ['10.0.0.2:5000', '10.0.0.3:5000'] }, port: 5000, refresh: 100 },
+        logger: captureLogs().logger,
+      }),
+    ).toThrow(
+      'cluster.self: 10.0.0.9:5000 is not one of cluster.peers.static (10.0.0.2:5000, 10.0.0.3:5000)',
+    );
   });
 });
 

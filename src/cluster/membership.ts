@@ -5,7 +5,7 @@
  */
 import { promises as dns } from 'node:dns';
 import type { Logger } from 'pino';
-import type { ClusterConfig } from '../config.js';
+import { type ClusterConfig, ConfigError } from '../config.js';
 import { formatPeerAddress } from './peer-address.js';
 
 /** The two lookups membership makes; node's `dns.promises.Resolver` has them. */
@@ -32,7 +32,7 @@ export function createAddressLookup(server?: string): dns.Resolver {
 }
 
 export interface MembershipOptions {
-  /** This replica, canonical `HOST:PORT` (cluster.self or deriveSelf). */
+  /** This replica, canonical `HOST:PORT` (selfAddress); with a static list, one of its entries. */
   self: string;
   cluster: Pick<ClusterConfig, 'peers' | 'port' | 'refresh'>;
   logger: Logger;
@@ -58,6 +58,12 @@ export interface Membership {
 export function createMembership(options: MembershipOptions): Membership {
   const { self, cluster, logger } = options;
   const { dns: name, static: fixed } = cluster.peers;
+  // The config checks a configured self; a derived one is checked here, at start.
+  if (fixed !== undefined && !fixed.includes(self)) {
+    throw new ConfigError(
+      `cluster.self: ${self} is not one of cluster.peers.static (${fixed.join(', ')}); set cluster.self`,
+    );
+  }
   const listeners = new Set<MembersListener>();
   let current = normalize(fixed ?? [], self);
   let inFlight: Promise<void> | null = null;

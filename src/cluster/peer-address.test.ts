@@ -1,6 +1,6 @@
 /** Member names: one canonical HOST:PORT form, whatever way an address was written or found. */
 import { describe, expect, it } from 'vitest';
-import { deriveSelf, formatPeerAddress, isDnsServer, parsePeerAddress } from './peer-address.js';
+import { deriveSelf, formatPeerAddress, isDnsServer, parsePeerAddress, selfAddress } from './peer-address.js';
 
 describe('parsePeerAddress / formatPeerAddress', () => {
   it.each([
@@ -79,5 +79,27 @@ describe('deriveSelf', () => {
       eth0: [iface('fe80::1', 'IPv6', false, 2)],
     } as never;
     expect(deriveSelf('0.0.0.0:5000', none)).toBeNull();
+  });
+});
+
+describe('selfAddress', () => {
+  const eth0 = {
+    eth0: [{ address: '10.0.0.11', family: 'IPv4', internal: false, netmask: '', mac: '', cidr: null }],
+  } as never;
+
+  it('is cluster.self when set', () => {
+    const cluster = { self: '10.0.0.12:5000', port: 5000, peers: { dns: 'peers' } };
+    expect(selfAddress({ listen: '0.0.0.0:5000', cluster }, eth0)).toBe('10.0.0.12:5000');
+  });
+
+  it('with dns, is at cluster.port (where the others reach every member), whatever the listen port', () => {
+    const cluster = { port: 5000, peers: { dns: 'peers' } };
+    expect(selfAddress({ listen: '0.0.0.0:8080', cluster }, eth0)).toBe('10.0.0.11:5000');
+    expect(selfAddress({ listen: '10.0.0.13:8080', cluster }, eth0)).toBe('10.0.0.13:5000');
+  });
+
+  it('with a static list, is at the listen port', () => {
+    const cluster = { port: 5000, peers: {} };
+    expect(selfAddress({ listen: '0.0.0.0:8080', cluster }, eth0)).toBe('10.0.0.11:8080');
   });
 });

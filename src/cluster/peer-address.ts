@@ -52,12 +52,11 @@ const WILDCARDS = new Set(['', '0.0.0.0', '::', '[::]']);
 export function deriveSelf(
   listen: string,
   interfaces: ReturnType<typeof networkInterfaces> = networkInterfaces(),
+  port = Number(listen.slice(listen.lastIndexOf(':') + 1)),
 ): string | null {
-  const colon = listen.lastIndexOf(':');
-  const host = listen.slice(0, colon);
-  const port = Number(listen.slice(colon + 1));
+  const host = listen.slice(0, listen.lastIndexOf(':'));
   if (!WILDCARDS.has(host)) {
-    const parsed = parsePeerAddress(listen);
+    const parsed = parsePeerAddress(`${host}:${port}`);
     return parsed ? formatPeerAddress(parsed) : null;
   }
   const addresses = Object.values(interfaces)
@@ -65,6 +64,22 @@ export function deriveSelf(
     .filter((a) => !a.internal && !(a.family === 'IPv6' && a.scopeid !== undefined && a.scopeid !== 0));
   const chosen = addresses.find((a) => a.family === 'IPv4') ?? addresses.find((a) => a.family === 'IPv6');
   return chosen ? formatPeerAddress({ host: chosen.address, port }) : null;
+}
+
+/**
+ * This replica's member address: `cluster.self`, else derived from `listen`, at `cluster.port` in
+ * dns mode (the others reach every member at that port) and at the listen port with a static list.
+ */
+export function selfAddress(
+  config: {
+    listen: string;
+    cluster: { self?: string | undefined; port: number; peers: { dns?: string | undefined } };
+  },
+  interfaces: ReturnType<typeof networkInterfaces> = networkInterfaces(),
+): string | null {
+  const { cluster, listen } = config;
+  if (cluster.self !== undefined) return cluster.self;
+  return deriveSelf(listen, interfaces, cluster.peers.dns !== undefined ? cluster.port : undefined);
 }
 
 /** A DNS server as node's `Resolver.setServers` takes it: `IP`, `IPv4:PORT` or `[IPv6]:PORT`. */

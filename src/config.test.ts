@@ -199,3 +199,84 @@ describe('loadConfig', () => {
     );
   });
 });
+
+describe('parseConfig: cluster', () => {
+  const secret = 's'.repeat(32);
+  const cluster = (value: object) => ({ ...minimal, cluster: { secret, ...value } });
+
+  it('is absent by default: one replica, its own cache', () => {
+    expect(parseConfig(minimal, {}).cluster).toBeUndefined();
+  });
+
+  it('fills in the defaults and reads the DNS name lower-case, without a trailing dot', () => {
+    expect(parseConfig(cluster({ peers: { dns: 'Pullcache-Peers.pullcache.svc.' } }), {}).cluster).toEqual({
+      peers: { dns: 'pullcache-peers.pullcache.svc' },
+      port: 5000,
+      secret,
+      refresh: 5_000,
+      peerTimeout: 500,
+    });
+  });
+
+  it('reads static members and self in one canonical HOST:PORT form, with the secret from the environment', () => {
+    const config = parseConfig(
+      cluster({
+        peers: { static: ['10.0.0.11:5000', '[FD00:0::12]:5000', 'Pullcache-2.peers:5000'] },
+        self: '[fd00::12]:5000',
+        secret: '${PEER_SECRET}',
+        refresh: '30s',
+        peerTimeout: '250ms',
+      }),
+      { PEER_SECRET: 'p'.repeat(40) },
+    ).cluster!;
+    expect(config.peers.static).toEqual(['10.0.0.11:5000', '[fd00::12]:5000', 'pullcache-2.peers:5000']);
+    expect(config.self).toBe('[fd00::12]:5000');
+    expect(config.secret).toBe('p'.repeat(40));
+    expect([config.refresh, config.peerTimeout]).toEqual([30_000, 250]);
+  });
+
+  it('takes a resolver as IP, IPv4:PORT or [IPv6]:PORT', () => {
+    for (const resolver of ['127.0.0.1', '127.0.0.1:5353', '[::1]:5353', 'fd00::53']) {
+      expect(parseConfig(cluster({ peers: { dns: 'peers', resolver } }), {}).cluster?.peers.resolver).toBe(
+        resolver,
+      );
+    }
+  });
+
+  it.each([
+    [{ peers: { dns: 'peers' }, secret: undefined }, 'cluster.secret'],
+    [{ peers: { dns: 'peers' }, secret: 'short' }, 'cluster.secret: secret must be at least 32 characters'],
+    [{ peers: {} }, 'cluster.peers: expected exactly one of dns and static'],
+    [
+      { peers: { dns: 'peers', static: ['10.0.0.1:5000'] } },
+      'cluster.peers: expected exactly one of dns and static',
+    ],
+    [{ peers: { static: [] } }, 'cluster.peers.static'],
+    [{ peers: { static: ['10.0.0.1'] } }, 'cluster.peers.static.0: expected HOST:PORT'],
+    [{ peers: { static: ['10.0.0.1:0'] } }, 'cluster.peers.static.0: expected HOST:PORT'],
+    [{ peers: { static: ['fd00::1:5000'] } }, 'cluster.peers.static.0: expected HOST:PORT'],
+    [{ peers: { static: ['http://10.0.0.1:5000'] } }, 'cluster.peers.static.0: expected HOST:PORT'],
+    [
+      { peers: { static: ['10.0.0.1:5000'] }, self: '10.0.0.2:5000' },
+      'cluster.self: self must be one of peers.static',
+    ],
+    [{ peers: { dns: 'peers' }, self: 'me' }, 'cluster.self: expected HOST:PORT'],
+    [
+      { peers: { dns: 'peers' }, self: '10.0.0.1:6000' },
+      'cluster.self: self must use cluster.port with peers.dns',
+    ],
+    [{ peers: { dns: 'not a name' } }, 'cluster.peers.dns: expected a DNS name'],
+    [
+      { peers: { dns: 'peers', resolver: 'dns.example.com' } },
+      'cluster.peers.resolver: expected a DNS server',
+    ],
+    [{ peers: { dns: 'peers' }, port: 0 }, 'cluster.port'],
+    [{ peers: { dns: 'peers' }, refresh: '10ms' }, 'cluster.refresh: refresh must be at least 100ms'],
+    [{ peers: { dns: 'peers' }, peerTimeout: 0 }, 'cluster.peerTimeout: peerTimeout must be positive'],
+    [{ peers: { dns: 'peers' }, peerTimeout: 'soon' }, 'cluster.peerTimeout: expected a duration'],
+    [{ peers: { dns: 'peers' }, bogus: 1 }, 'bogus'],
+  ])('refuses cluster %j naming the bad key', (value, message) => {
+    expect(() => parseConfig(cluster(value), {})).toThrow(ConfigError);
+    expect(() => parseConfig(cluster(value), {})).toThrow(message);
+  });
+});

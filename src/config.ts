@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { parseCidr } from './cidr.js';
+import { formatPeerAddress, isDnsServer, isHostName, parsePeerAddress } from './cluster/peer-address.js';
 import { isValidDomain, normalizeRegistryHost } from './reference.js';
 import { parseDuration, parseSize } from './units.js';
 import { isForbiddenAddress } from './upstream/address-guard.js';
@@ -93,6 +94,64 @@ const realmHost = z
     { message: 'expected a host name such as auth.example.com (no scheme, port or path)' },
   )
   .transform((value) => value.toLowerCase());
+
+/** A cluster member, `HOST:PORT`, in the canonical form membership and rendezvous compare. */
+const peerAddress = z.string().transform((value, ctx) => {
+  const parsed = parsePeerAddress(value);
+  if (parsed === null) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected HOST:PORT such as 10.0.0.11:5000 or [fd00::11]:5000, got ${JSON.stringify(value)}`,
+    });
+    return z.NEVER;
+  }
+  return formatPeerAddress(parsed);
+});
+
+// The member list and the owner of each digest; absent: a single replica with its own cache.
+const clusterSchema = z
+  .strictObject({
+    peers: z
+      .strictObject({
+        // A headless Service's name: its A/AAAA records are the members (at cluster.port).
+        dns: z
+          .string()
+          // A trailing dot is allowed and dropped: node's resolve4/resolve6 apply no search list anyway.
+          .transform((name) => name.toLowerCase().replace(/\.$/, ''))
+          .refine(isHostName, { message: 'expected a DNS name such as pullcache-peers.pullcache.svc' })
+          .optional(),
+        static: z.array(peerAddress).min(1).optional(),
+        // Absent: the system resolver (/etc/resolv.conf), which is what a pod should use. Tests name dnsmasq.
+        resolver: z
+          .string()
+          .refine(isDnsServer, { message: 'expected a DNS server address: IP, IPv4:PORT or [IPv6]:PORT' })
+          .optional(),
+      })
+      // A resolver beside static is allowed (unused): switching dns for static is then a one-line edit.
+      .refine((p) => (p.dns === undefined) !== (p.static === undefined), {
+        message: 'expected exactly one of dns and static',
+      }),
+    port: z.number().int().min(1).max(65_535).default(5000), // the default listen port
+    // Absent: derived from listen (or, for 0.0.0.0, the machine's address) when the cluster starts.
+    self: peerAddress.optional(),
+    // HMAC key of the peer endpoint: 32 characters at least (`openssl rand -hex 32` gives 64).
+    secret: z.string().min(32, 'secret must be at least 32 characters'),
+    // 5s: a replica that joins or leaves is seen within seconds, at one small DNS query per refresh.
+    refresh: duration.default(5_000).refine((ms) => ms >= 100, { message: 'refresh must be at least 100ms' }),
+    // 500ms: a live peer on a LAN accepts and answers headers in milliseconds; a dead one must not
+    // cost a client more than this before the upstream is tried instead.
+    peerTimeout: duration.default(500).refine((ms) => ms > 0, { message: 'peerTimeout must be positive' }),
+  })
+  // Every replica must compute owners over the same list: a self missing from it splits the views.
+  .refine((c) => c.self === undefined || c.peers.static === undefined || c.peers.static.includes(c.self), {
+    message: 'self must be one of peers.static',
+    path: ['self'],
+  })
+  // With dns the others list this replica at cluster.port; another port would make it two members.
+  .refine((c) => c.self === undefined || c.peers.dns === undefined || c.self.endsWith(`:${c.port}`), {
+    message: 'self must use cluster.port with peers.dns',
+    path: ['self'],
+  });
 
 const registrySchema = z
   .strictObject({
@@ -193,6 +252,7 @@ const schema = z
         message: 'headersTimeout must not be longer than requestTimeout',
       })
       .prefault({}),
+    cluster: clusterSchema.optional(),
   })
   .superRefine((config, ctx) => {
     for (const host of Object.keys(config.registries)) {
@@ -216,6 +276,7 @@ const schema = z
 
 export type Config = z.output<typeof schema>;
 export type RegistryConfig = Config['registries'][string];
+export type ClusterConfig = NonNullable<Config['cluster']>;
 
 /**
  * Every key the config accepts, dotted, with `<name>` for a map's own keys (`storage.maxSize`,

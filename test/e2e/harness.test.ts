@@ -3,7 +3,8 @@
  * a push to docker-registry and a pull back byte for byte (skopeo, containerd), under each auth mode.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { promises as dnsPromises } from 'node:dns';
+import { createReadStream, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCleanup } from './harness/cleanup.js';
@@ -15,6 +16,7 @@ import {
   generateDemoImages,
   pushDemoImages,
 } from './harness/demo-images.js';
+import { startDnsmasq } from './harness/dnsmasq.js';
 import { allDigests, digestsOf } from './harness/image-digests.js';
 import { generateImage } from './harness/images.js';
 import { basicAuth } from './harness/registry.js';
@@ -170,4 +172,32 @@ describe.each<AuthMode>(['none', 'htpasswd', 'token'])('docker-registry with aut
       expect(new Set(requests.map((r) => r.method))).toEqual(new Set(['GET', 'POST']));
     });
   }
+});
+
+describe('dnsmasq', () => {
+  it('answers A and AAAA from its records, NODATA and NXDOMAIN like a cluster DNS server, and is gone after stop', async () => {
+    const dns = await startDnsmasq({ 'peers.test': ['127.0.0.2', '127.0.0.3'] });
+    const resolver = new dnsPromises.Resolver({ timeout: 2_000, tries: 1 });
+    resolver.setServers([dns.server]);
+    const code = (promise: Promise<unknown>) =>
+      promise.then(
+        () => 'answered',
+        (error: { code?: string }) => error.code,
+      );
+    try {
+      expect((await resolver.resolve4('peers.test')).sort()).toEqual(['127.0.0.2', '127.0.0.3']);
+      expect(await code(resolver.resolve6('peers.test'))).toBe('ENODATA');
+      expect(await code(resolver.resolve4('other.test'))).toBe('ENOTFOUND');
+      await dns.setRecords('peers.test', ['127.0.0.4', 'fd00::4']);
+      expect(await resolver.resolve4('peers.test')).toEqual(['127.0.0.4']);
+      expect(await resolver.resolve6('peers.test')).toEqual(['fd00::4']);
+      await dns.setRecords('peers.test', []);
+      expect(await code(resolver.resolve4('peers.test'))).toBe('ENOTFOUND');
+    } finally {
+      await dns.stop();
+    }
+    expect(dns.process.exitStatus()).toBeDefined();
+    expect(() => process.kill(dns.process.pid, 0)).toThrow();
+    expect(existsSync(dns.dir)).toBe(false);
+  });
 });

@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { parse as parseYaml } from 'yaml';
+import { isPair, isScalar, type Pair, parseDocument, parse as parseYaml, visit } from 'yaml';
 import { configKeys, parseConfig } from '../../src/config.js';
 
 const README = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
@@ -30,6 +30,43 @@ function leafPaths(value: unknown, path: string[] = []): string[][] {
   return [path];
 }
 
+interface Alternative {
+  /** The alternative key's path, e.g. cluster.peers.static. */
+  path: string[];
+  /** The document with the alternative in place of the key above it. */
+  document: unknown;
+}
+
+/**
+ * `# or: key: value` comment lines: an alternative to the key right above them (dns or static),
+ * documented without making the example invalid by giving both.
+ */
+function alternatives(text: string): Alternative[] {
+  const found: Alternative[] = [];
+  const doc = parseDocument(text);
+  const keyOf = (pair: unknown) => String(((pair as Pair).key as { value: unknown }).value);
+  const add = (comment: string | null | undefined, parents: string[], above: unknown) => {
+    const alternative = /^\s*or:\s+(.*?)\s*(#.*)?$/s.exec(comment ?? '');
+    if (!alternative || above === undefined) return;
+    const [key, value] = Object.entries(parseYaml(alternative[1]!) as Record<string, unknown>)[0]!;
+    const replaced = doc.clone();
+    replaced.deleteIn([...parents, keyOf(above)]);
+    replaced.setIn([...parents, key], value);
+    found.push({ path: [...parents, key], document: replaced.toJS() });
+  };
+  visit(doc, {
+    Map(_, map, ancestors) {
+      const parents = ancestors.filter(isPair).map(keyOf);
+      // Between two keys, the comment belongs to the next one; after the last key, to the mapping.
+      map.items.forEach((pair, i) => {
+        if (i > 0 && isScalar(pair.key)) add(pair.key.commentBefore, parents, map.items[i - 1]);
+      });
+      add(map.comment, parents, map.items.at(-1));
+    },
+  });
+  return found;
+}
+
 /** Whether a document path is an instance of a schema key (`<name>` stands for any map key). */
 const matches = (path: string[], key: string): boolean => {
   const parts = key.split('.');
@@ -42,9 +79,14 @@ const at = (value: unknown, path: string[]): unknown =>
 describe('the README configuration reference', () => {
   const block = firstBlock('Configuration reference');
   const document = parseYaml(block.body) as unknown;
-  const documented = leafPaths(document);
+  const alternates = alternatives(block.body);
+  const documented = [...leafPaths(document), ...alternates.map((a) => a.path)];
   const keys = configKeys();
-  const env = { DOCKERHUB_TOKEN: 'hub-token', PULLCACHE_TOKEN: 'a-client-token-of-32-characters!' };
+  const env = {
+    DOCKERHUB_TOKEN: 'hub-token',
+    PULLCACHE_TOKEN: 'a-client-token-of-32-characters!',
+    PULLCACHE_PEER_SECRET: 'a-peer-secret-of-at-least-32-characters',
+  };
 
   it('is a YAML block', () => {
     expect(block.info).toBe('yaml');
@@ -65,6 +107,14 @@ describe('the README configuration reference', () => {
 
   it('is itself a valid configuration', () => {
     expect(() => parseConfig(document, env)).not.toThrow();
+  });
+
+  it('is a valid configuration with each `# or:` alternative in place of the key above it', () => {
+    expect(alternates.map((a) => a.path.join('.'))).toEqual(['cluster.peers.static']);
+    for (const alternate of alternates) {
+      const withAlternative = alternate.document;
+      expect(() => parseConfig(withAlternative, env), alternate.path.join('.')).not.toThrow();
+    }
   });
 
   it('shows each key that has a default with its default value', () => {

@@ -4,8 +4,9 @@
  * Authorization header, and transport failures turned into errors that name the registry.
  */
 import type { Readable } from 'node:stream';
-import { Agent, type Dispatcher, request } from 'undici';
+import type { Dispatcher } from 'undici';
 import { upstreamUnavailable } from '../errors.js';
+import { createAgent, request } from './http-agent.js';
 import { type BearerChallenge, type Credentials, createTokenAuth, type TokenAuth } from './token-auth.js';
 import { transportError } from './transport-error.js';
 import { parseWwwAuthenticate } from './www-authenticate.js';
@@ -58,7 +59,7 @@ const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 export function createRegistryClient(options: RegistryClientOptions): RegistryClient {
   const origin = new URL(options.url).origin;
   const basePath = new URL(options.url).pathname.replace(/\/+$/, '');
-  const agent = new Agent({
+  const agent = createAgent({
     connect: { timeout: options.connectTimeout },
     keepAliveTimeout: 30_000, // 30s: reuse connections across a burst of pulls
     keepAliveMaxTimeout: 600_000, // 10m

@@ -23,7 +23,10 @@ export interface BenchSettings {
 
 export interface PeerResult {
   peer: PeerName;
+  /** VmRSS once the peer answers its readiness probe, before any request for content. */
   idleRssBytes: number;
+  /** VmRSS after IDLE_SETTLE_MS more without requests: what an idle node keeps paying. */
+  settledRssBytes: number;
   cold: {
     /** From starting the first client to the last one finishing. */
     wallSeconds: number;
@@ -51,6 +54,9 @@ export interface PeerResult {
 // download) gets a second chance.
 export const CACHE_PROBES = 3;
 
+// Long enough for V8's memory reducer (it starts 8 s after the last GC activity) to have run.
+export const IDLE_SETTLE_MS = 12_000;
+
 export async function measurePeer(
   peer: Peer,
   upstream: Registry,
@@ -60,6 +66,8 @@ export async function measurePeer(
   const url = `${peer.url}/v2/${blob.repository}/blobs/${blob.digest}`;
   const traffic = () => blobTraffic(upstream, blob.repository, blob.digest);
   const idleRssBytes = readMemory(peer.process.pid).rssBytes;
+  await new Promise((resolve) => setTimeout(resolve, IDLE_SETTLE_MS));
+  const settledRssBytes = readMemory(peer.process.pid).rssBytes;
   const foreignCpu = meterForeignCpu([peer.process.pid, upstream.process.pid]);
   const measuring = performance.now();
 
@@ -104,6 +112,7 @@ export async function measurePeer(
   return {
     peer: peer.name,
     idleRssBytes,
+    settledRssBytes,
     cold: {
       wallSeconds,
       upstream: coldUpstream,

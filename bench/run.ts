@@ -17,6 +17,7 @@ import { machineInfo } from './machine-info.js';
 import { type BlobUnderTest, measurePeer, type PeerResult } from './peer-measurement.js';
 import { PEER_NAMES, type PeerName, startPeer } from './peers.js';
 import { resultsMarkdown, resultsTable } from './results-report.js';
+import { measureStartCost } from './start-cost.js';
 
 const CLIENTS = 16;
 const WARM_RUNS = 5;
@@ -34,6 +35,9 @@ async function main(): Promise<void> {
       `warning: CPU ${(machine.busyBeforeStart * 100).toFixed(0)}% busy before the start; numbers will be skewed`,
     );
   }
+
+  // Before anything else runs: a fresh node importing each dependency in turn.
+  const startCost = peers.includes('pullcache') ? await measureStartCost() : undefined;
 
   const work = cleanup.add(await makeTempDir('bench'), removeDir);
   const upstream = cleanup.add(await startRegistry(), (r) => r.stop());
@@ -81,6 +85,7 @@ async function main(): Promise<void> {
     blob,
     settings: { clients: CLIENTS, warmRuns: WARM_RUNS },
     results,
+    startCost,
   };
   process.stdout.write(`\n${resultsTable(report)}\n\n`);
   await writeFile(RESULTS_FILE, resultsMarkdown(report));

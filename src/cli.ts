@@ -1,9 +1,11 @@
-#!/usr/bin/env -S node --max-semi-space-size=8
+#!/usr/bin/env -S node --max-semi-space-size=1 --liftoff-only --no-sparkplug
 /**
  * @module The command line: `pullcache serve | resolve | warm`.
- * The shebang caps V8's young generation at 8 MiB semi-spaces: many clients streaming at once
- * allocate fast, and the default lets the nursery grow to 32 MiB and more. 8 keeps peak memory
- * ~15 MB lower at a few percent of CPU; smaller costs far more CPU (bench/).
+ * The shebang's node flags keep memory low, as every node of a cluster pays it (bench/RESULTS.md):
+ * 1 MiB semi-spaces make the young generation collect often, before the socket buffers it holds
+ * pile up (serving reads into recycled buffers, so each collection finds little alive); Liftoff only
+ * keeps V8 from optimizing undici's WebAssembly HTTP parser, a ~30 MB burst of compiler memory at the
+ * first upstream download; no Sparkplug saves the baseline code compiled while loading.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';

@@ -3,8 +3,12 @@
  * and cloud metadata addresses, judged on the addresses a socket would really use (after DNS).
  */
 import { lookup as dnsLookup } from 'node:dns';
+import { createRequire } from 'node:module';
 import { BlockList, isIP, type LookupFunction } from 'node:net';
-import { buildConnector } from 'undici';
+import type { buildConnector as BuildConnector, buildConnector as ConnectorTypes } from 'undici';
+
+// undici's connector alone (its index loads fetch, WebSocket, caches: see http-agent.ts).
+const buildConnector = createRequire(import.meta.url)('undici/lib/core/connect.js') as typeof BuildConnector;
 
 /** The `code` of the error a refused connection fails with (transport-error.ts names it). */
 export const ADDRESS_FORBIDDEN = 'PULLCACHE_ADDRESS_FORBIDDEN';
@@ -99,7 +103,7 @@ export interface GuardedConnectorOptions {
  * does not call `lookup` for them), names right after resolution, on the addresses the socket then
  * uses, so a name that re-resolves (DNS rebinding) is judged on what it is connected to.
  */
-export function createGuardedConnector(options: GuardedConnectorOptions): buildConnector.connector {
+export function createGuardedConnector(options: GuardedConnectorOptions): ConnectorTypes.connector {
   const connect = buildConnector({ timeout: options.timeout, lookup: guardedLookup(options.lookup) });
   return (target, callback) => {
     const host = target.hostname.replace(/^\[(.*)\]$/, '$1');

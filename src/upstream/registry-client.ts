@@ -6,9 +6,10 @@
  */
 import type { LookupFunction } from 'node:net';
 import type { Readable } from 'node:stream';
-import { Agent, type Dispatcher, request } from 'undici';
+import type { Dispatcher } from 'undici';
 import { upstreamUnavailable } from '../errors.js';
 import { createGuardedConnector } from './address-guard.js';
+import { createAgent, request } from './http-agent.js';
 import { createRealmPolicy } from './realm-policy.js';
 import { type BearerChallenge, type Credentials, createTokenAuth, type TokenAuth } from './token-auth.js';
 import { transportError } from './transport-error.js';
@@ -68,7 +69,7 @@ const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 export function createRegistryClient(options: RegistryClientOptions): RegistryClient {
   const origin = new URL(options.url).origin;
   const basePath = new URL(options.url).pathname.replace(/\/+$/, '');
-  const agent = new Agent({
+  const agent = createAgent({
     // Redirects and token realms are the upstream's choice: none may reach link-local or metadata.
     connect: createGuardedConnector({ timeout: options.connectTimeout, lookup: options.lookup }),
     keepAliveTimeout: 30_000, // 30s: reuse connections across a burst of pulls

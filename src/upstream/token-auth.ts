@@ -4,8 +4,9 @@
  * token share one fetch.
  */
 import { LRUCache } from 'lru-cache';
-import { type Dispatcher, request } from 'undici';
+import type { Dispatcher } from 'undici';
 import { type RegistryError, unauthorized, upstreamUnavailable } from '../errors.js';
+import { request } from './http-agent.js';
 import { readLimited } from './read-limited.js';
 import type { RealmPolicy } from './realm-policy.js';
 import { transportError } from './transport-error.js';

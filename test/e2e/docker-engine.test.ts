@@ -96,7 +96,13 @@ describe('the pullcache container image', () => {
     expect(config.Env).toContain(`PULLCACHE_CONFIG=${CONFIG_PATH}`);
     expect(config.Volumes).toEqual({ [STORAGE_PATH]: {} });
     expect(config.ExposedPorts).toEqual({ '5000/tcp': {} });
-    expect(config.Entrypoint).toEqual(['node', '--max-semi-space-size=8', '/app/dist/cli.js']);
+    expect(config.Entrypoint).toEqual([
+      'node',
+      '--max-semi-space-size=1',
+      '--liftoff-only',
+      '--no-sparkplug',
+      '/app/dist/cli.js',
+    ]);
     expect(config.Cmd).toEqual(['serve']);
     expect(config.Healthcheck.Test.slice(0, 3)).toEqual(['CMD', 'node', '-e']);
 

@@ -1,6 +1,7 @@
 import type { LookupAddress } from 'node:dns';
 import { createServer, type LookupFunction, Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { tableLookup } from '../../test/support/dns-table.js';
 import {
   ADDRESS_FORBIDDEN,
   createGuardedConnector,
@@ -71,26 +72,6 @@ describe('isForbiddenAddress', () => {
     expect(isForbiddenAddress('')).toBe(false);
   });
 });
-
-/** A lookup that answers from a table, recording each name asked. */
-function tableLookup(table: Record<string, string[]>) {
-  const asked: string[] = [];
-  const lookup: LookupFunction = (hostname, options, callback) => {
-    asked.push(hostname);
-    const addresses = table[hostname];
-    if (!addresses) {
-      callback(Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' }), '');
-      return;
-    }
-    const all: LookupAddress[] = addresses.map((address) => ({
-      address,
-      family: address.includes(':') ? 6 : 4,
-    }));
-    if (options.all) callback(null, all);
-    else callback(null, all[0]!.address, all[0]!.family);
-  };
-  return { lookup, asked };
-}
 
 const lookupOnce = (lookup: LookupFunction, host: string, all: boolean) =>
   new Promise<{ error: NodeJS.ErrnoException | null; address: string | LookupAddress[] }>((resolve) =>

@@ -112,7 +112,8 @@ describe('SIGTERM right after the upstream sent the last byte', () => {
     60_000,
   );
 
-  it('waits for a commit in progress when the stop begins, and stores the blob', async () => {
+  /** A proxy whose first download holds its commit; an 8 MiB blob pulled through it in full. */
+  async function pullWithHeldCommit() {
     const digest = upstream.add(8 * MiB);
     const commits: HeldCommit[] = [];
     const proxy = await startProxy(
@@ -122,6 +123,11 @@ describe('SIGTERM right after the upstream sent the last byte', () => {
     cleanups.push(() => proxy.close());
     const response = await fetch(`${proxy.url}/v2/library/big/blobs/${digest}`);
     expect(await bodyDigest(response)).toEqual({ digest, bytes: 8 * MiB });
+    return { digest, commits, proxy };
+  }
+
+  it('waits for a commit in progress when the stop begins, and stores the blob', async () => {
+    const { digest, commits, proxy } = await pullWithHeldCommit();
     await commits[0]!.started; // verified, and its commit (fsync + rename) is under way
     let stopped = false;
     const stopping = proxy.shutdown(30_000).then(() => (stopped = true));
@@ -134,15 +140,7 @@ describe('SIGTERM right after the upstream sent the last byte', () => {
   });
 
   it('removes the temp file of a commit that outlasts the grace, and stops on time', async () => {
-    const digest = upstream.add(8 * MiB);
-    const commits: HeldCommit[] = [];
-    const proxy = await startProxy(
-      { registries: { 'docker.io': { url: registry.url } } },
-      { onDownload: (d) => commits.push(holdCommit(d)) },
-    );
-    cleanups.push(() => proxy.close());
-    const response = await fetch(`${proxy.url}/v2/library/big/blobs/${digest}`);
-    expect(await bodyDigest(response)).toEqual({ digest, bytes: 8 * MiB });
+    const { digest, commits, proxy } = await pullWithHeldCommit();
     await commits[0]!.started;
     await proxy.shutdown(200); // returns while the commit is still stuck (a dead disk's fsync)
     expect(tempFilesUnder(proxy.storage)).toEqual([]);

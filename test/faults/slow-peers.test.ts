@@ -11,6 +11,7 @@ import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HttpResponse, http } from 'msw';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { rangedBlobAnswer } from '../support/blob-upstream.js';
 import { RegistryContent, registryHandlers, sha256 } from '../support/fake-registry.js';
 import { type LoopbackServer, startLoopback } from '../support/msw-loopback.js';
 import { settled, startProxy, type TestProxy } from '../support/proxy.js';
@@ -42,14 +43,8 @@ const pacedHandler = http.get('/v2/library/slow/blobs/:digest', ({ params, reque
   const blob = paced.get(String(params.digest));
   if (!blob) return undefined; // not paced: the ordinary registry answers
   const { bytes, every, step } = blob;
-  const range = /^bytes=(\d+)-$/.exec(request.headers.get('range') ?? '');
-  const start = range ? Number(range[1]) : 0;
-  const headers: Record<string, string> = {
-    'content-type': 'application/octet-stream',
-    'content-length': String(bytes.length - start),
-  };
-  if (range) headers['content-range'] = `bytes ${start}-${bytes.length - 1}/${bytes.length}`;
-  return new HttpResponse(pacedBody(bytes, start, every, step), { status: range ? 206 : 200, headers });
+  const { start, status, headers } = rangedBlobAnswer(request, bytes.length);
+  return new HttpResponse(pacedBody(bytes, start, every, step), { status, headers });
 });
 
 const content = new RegistryContent();

@@ -4,10 +4,10 @@
  * scope-less challenge, and a token endpoint that never answers. Host names are mapped to addresses
  * by a lookup the test injects, so registrable domains are real while every socket stays on loopback.
  */
-import type { LookupAddress } from 'node:dns';
-import { type LookupFunction, Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { HttpResponse, http } from 'msw';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { tableLookup } from '../support/dns-table.js';
 import {
   cdnHandlers,
   OCI_MANIFEST,
@@ -25,26 +25,6 @@ const PASSWORD = 'pw-never-leaks-9f3';
 const USERNAME = 'mirror-bot';
 const BASIC = `Basic ${Buffer.from(`${USERNAME}:${PASSWORD}`).toString('base64')}`;
 
-/** A DNS table for the proxy: every name the test uses, and nothing else, resolves. */
-function hostsLookup(table: Record<string, string[]>) {
-  const asked: string[] = [];
-  const lookup: LookupFunction = (hostname, options, callback) => {
-    asked.push(hostname);
-    const addresses = table[hostname];
-    if (!addresses) {
-      callback(Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' }), '');
-      return;
-    }
-    const all: LookupAddress[] = addresses.map((address) => ({
-      address,
-      family: address.includes(':') ? 6 : 4,
-    }));
-    if (options.all) callback(null, all);
-    else callback(null, all[0]!.address, all[0]!.family);
-  };
-  return { lookup, asked };
-}
-
 const at = (server: LoopbackServer, host: string) => `http://${host}:${server.port}`;
 
 /** Every log line and error body the test saw, for a search for the credentials. */
@@ -53,7 +33,7 @@ const leaks = (text: string) => text.includes(PASSWORD) || text.includes(BASIC.s
 describe('a token realm on another host than the registry', () => {
   const content = new RegistryContent();
   const image = content.addImage('team/app', 'v1');
-  const { lookup } = hostsLookup({
+  const { lookup } = tableLookup({
     'registry.pullcache.test': ['127.0.0.1'],
     'auth.pullcache.test': ['127.0.0.1'],
     'tokens.elsewhere.test': ['127.0.0.1'],
@@ -188,7 +168,7 @@ describe('redirects and token realms aimed at link-local or metadata addresses',
   const content = new RegistryContent();
   const image = content.addImage('team/app', 'v1');
   const control = content.addBlob('served by a CDN on loopback');
-  const { lookup, asked } = hostsLookup({
+  const { lookup, asked } = tableLookup({
     'registry.pullcache.test': ['127.0.0.1'],
     'realm.pullcache.test': ['127.0.0.1'],
     'metadata.pullcache.test': ['169.254.169.254'],
@@ -398,7 +378,7 @@ describe('a blob CDN that answers with its own scope-less Bearer challenge', () 
         blobRedirect: `http://localhost:${cdn.port}`,
       }),
     );
-    const { lookup } = hostsLookup({ localhost: ['127.0.0.1'] });
+    const { lookup } = tableLookup({ localhost: ['127.0.0.1'] });
     proxy = await startProxy(
       {
         registries: {

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HttpResponse, http } from 'msw';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { rangedBlobAnswer } from '../support/blob-upstream.js';
 import { RegistryContent, registryHandlers, sha256 } from '../support/fake-registry.js';
 import { firstError, jsonOf } from '../support/http-client.js';
 import { type LoopbackServer, startLoopback } from '../support/msw-loopback.js';
@@ -66,14 +67,8 @@ const streaming = http.get('/v2/library/big/blobs/:digest', ({ params, request }
       { errors: [{ code: 'BLOB_UNKNOWN', message: 'blob unknown' }] },
       { status: 404 },
     );
-  const range = /^bytes=(\d+)-$/.exec(request.headers.get('range') ?? '');
-  const start = range ? Number(range[1]) : 0;
-  const headers: Record<string, string> = {
-    'content-type': 'application/octet-stream',
-    'content-length': String(bytes.length - start),
-  };
-  if (range) headers['content-range'] = `bytes ${start}-${bytes.length - 1}/${bytes.length}`;
-  return new HttpResponse(streamBlob(bytes, start), { status: range ? 206 : 200, headers });
+  const { start, status, headers } = rangedBlobAnswer(request, bytes.length);
+  return new HttpResponse(streamBlob(bytes, start), { status, headers });
 });
 
 let registry: LoopbackServer;

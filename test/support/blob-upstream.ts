@@ -9,6 +9,21 @@ import { sha256 } from './fake-registry.js';
 
 const CHUNK = 64 * 1024;
 
+/**
+ * What a registry answers to a blob GET with `Range: bytes=N-` (206 from N) or without one (200):
+ * the first byte to send, the status and the headers.
+ */
+export function rangedBlobAnswer(request: Request, length: number) {
+  const range = /^bytes=(\d+)-$/.exec(request.headers.get('range') ?? '');
+  const start = range ? Number(range[1]) : 0;
+  const headers: Record<string, string> = {
+    'content-type': 'application/octet-stream',
+    'content-length': String(length - start),
+  };
+  if (range) headers['content-range'] = `bytes ${start}-${length - 1}/${length}`;
+  return { start, status: range ? 206 : 200, headers };
+}
+
 export function createBlobUpstream(repository = 'library/big') {
   const blobs = new Map<string, Buffer>();
   const gets = new Map<string, number>();
@@ -24,13 +39,7 @@ export function createBlobUpstream(repository = 'library/big') {
         { status: 404 },
       );
     gets.set(digest, (gets.get(digest) ?? 0) + 1);
-    const range = /^bytes=(\d+)-$/.exec(request.headers.get('range') ?? '');
-    const start = range ? Number(range[1]) : 0;
-    const headers: Record<string, string> = {
-      'content-type': 'application/octet-stream',
-      'content-length': String(bytes.length - start),
-    };
-    if (range) headers['content-range'] = `bytes ${start}-${bytes.length - 1}/${bytes.length}`;
+    const { start, status, headers } = rangedBlobAnswer(request, bytes.length);
     let offset = start;
     const body = new ReadableStream<Uint8Array>({
       async pull(controller) {
@@ -54,7 +63,7 @@ export function createBlobUpstream(repository = 'library/big') {
         }
       },
     });
-    return new HttpResponse(body, { status: range ? 206 : 200, headers });
+    return new HttpResponse(body, { status, headers });
   });
 
   return {

@@ -1,7 +1,7 @@
 /**
  * @module `npm run build`: src/cli.ts and everything it imports as one file, dist/cli.js, the
- * `pullcache` bin (scripts/bundle-options.ts says why one file). The entry's shebang, with the node
- * flags, stays its first line.
+ * `pullcache` bin (scripts/bundle-options.ts says why one file), whose shebang with the node flags
+ * stays its first line; and dist/config-worker.js, the config loader it runs in a worker.
  */
 import { chmod } from 'node:fs/promises';
 import { build } from 'esbuild';
@@ -11,8 +11,9 @@ const OUTFILE = 'dist/cli.js';
 
 await build({
   ...BUNDLE_OPTIONS,
-  entryPoints: ['src/cli.ts'],
-  outfile: OUTFILE,
+  // The config worker is a bundle of its own: zod and yaml stay out of the server's (config-thread.ts).
+  entryPoints: ['src/cli.ts', 'src/config-worker.ts'],
+  outdir: 'dist',
   // Licence notices of the bundled packages and the source map go beside the file, not into memory.
   legalComments: 'linked',
   sourcemap: 'linked',

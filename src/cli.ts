@@ -10,7 +10,8 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError } from './config-error.js';
+import { loadConfigInWorker } from './config-thread.js';
 import { RegistryError } from './errors.js';
 import { formatReference, parseReference } from './reference.js';
 import { createRuntime } from './runtime.js';
@@ -50,7 +51,7 @@ async function main(argv: string[]): Promise<number> {
     return values.help ? 0 : 2;
   }
   const configFile = values.config ?? process.env.PULLCACHE_CONFIG;
-  const config = loadConfig(configFile || undefined, process.env, {
+  const config = await loadConfigInWorker(configFile || undefined, process.env, {
     listen: values.listen,
     storage: values.storage,
   });

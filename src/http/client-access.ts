@@ -9,7 +9,7 @@ import type { MiddlewareHandler } from 'hono';
 import { LRUCache } from 'lru-cache';
 import { createAllowList } from '../cidr.js';
 import type { Config } from '../config.js';
-import { ConfigError } from '../config.js';
+import { ConfigError } from '../config-error.js';
 import { denied, unauthorized } from '../errors.js';
 import { formatChallenge } from '../upstream/www-authenticate.js';
 import type { Env } from './env.js';

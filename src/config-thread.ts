@@ -39,13 +39,19 @@ export function loadConfigInWorker(
     const worker = new Worker(workerEntry(), {
       workerData: { file, env, overrides } satisfies ConfigRequest,
     });
-    worker.once('message', ({ config, error }: ConfigResult) => {
+    let result: ConfigResult | undefined;
+    worker.once('message', (message: ConfigResult) => {
+      result = message;
+    });
+    worker.once('error', reject);
+    // Answered on exit, once the worker's heap is gone: the server then starts without it.
+    worker.once('exit', (code) => {
+      if (!result) return reject(new Error(`the config worker exited (${code}) without an answer`));
+      const { config, error } = result;
       if (config) return resolve(config);
       if (error.name === 'FlagError') return reject(new FlagError(error.message));
       if (error.name === 'ConfigError') return reject(new ConfigError(error.message));
       reject(Object.assign(new Error(error.message), { name: error.name, stack: error.stack }));
     });
-    worker.once('error', reject);
-    worker.once('exit', (code) => reject(new Error(`the config worker exited (${code}) without an answer`)));
   });
 }

@@ -12,11 +12,15 @@ import type { BlobAnswer, ListingAnswer } from '../pull/types.js';
 import { assertTag } from '../reference.js';
 import { type Route, resolveRoute } from '../routing.js';
 import { mergeAccept } from './accept.js';
+import { createBufferPool } from './buffer-pool.js';
 import type { Env, PullInfo } from './env.js';
 import { headerValues, rawPath, sendSource } from './send.js';
 import { parseV2Path } from './v2-path.js';
 
 export const API_VERSION_HEADER = { 'docker-distribution-api-version': 'registry/2.0' };
+// Body buffers kept between responses: a cached blob's three 512 KiB buffers and a spare. What a
+// burst of clients frees beyond that is left to the garbage collector.
+const IDLE_BUFFER_BYTES = 2 * 1024 * 1024;
 
 export interface V2Deps {
   config: Pick<Config, 'registries' | 'defaultRegistry' | 'limits'>;
@@ -25,6 +29,7 @@ export interface V2Deps {
 
 /** Handles every `/v2` request; the caller maps thrown RegistryErrors to OCI error bodies. */
 export function createV2Handler({ config, puller }: V2Deps) {
+  const buffers = createBufferPool(IDLE_BUFFER_BYTES);
   return async function v2Handler(c: Context<Env>): Promise<Response> {
     const endpoint = parseV2Path(rawPath(c));
     if (!endpoint) throw notFound();
@@ -79,7 +84,13 @@ export function createV2Handler({ config, puller }: V2Deps) {
         const range = parseRangeHeader(c.req.header('range'));
         const answer = await puller.blob(route, endpoint.digest, { head, range });
         info.cache = answer.cache;
-        return sendSource(c, answer.range ? 206 : 200, { ...base, ...blobHeaders(answer) }, answer.source);
+        return sendSource(
+          c,
+          answer.range ? 206 : 200,
+          { ...base, ...blobHeaders(answer) },
+          answer.source,
+          buffers,
+        );
       }
       case 'tags': {
         const query = listingQuery(c, ['n', 'last']);

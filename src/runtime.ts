@@ -63,6 +63,7 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
     async close(deadline = Number.POSITIVE_INFINITY): Promise<void> {
       await puller.stopDownloads(new Error('pullcache is shutting down'), deadline);
       await upstreams.close();
+      await store.close();
     },
   };
 }

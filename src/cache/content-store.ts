@@ -43,6 +43,11 @@ export interface OpenedBlob {
 export interface ContentStore {
   /** Where it keeps content, for logs and start-up errors (`/var/cache/pullcache`, `s3://bucket/prefix`). */
   readonly location: string;
+  /**
+   * Whether other replicas see what this one commits (a shared bucket): a blob streamed from its
+   * owner peer is then already stored by the owner and need not be written again here.
+   */
+  readonly shared: boolean;
   /** Checks the store is usable (throws a ConfigError naming it otherwise) and loads its index. */
   init(): Promise<void>;
 

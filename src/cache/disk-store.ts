@@ -127,6 +127,7 @@ export function createDiskStore(options: DiskStoreOptions): DiskStore {
   return {
     root,
     location: root,
+    shared: false,
 
     /**
      * Checks the folder is writable (a ConfigError naming it if not), rebuilds the index from disk

@@ -112,7 +112,8 @@ async function main(argv: string[]): Promise<number> {
       if (rest.length === 0) throw new UsageError('warm takes one or more REFERENCEs');
       const logger = pino({ level: 'warn' }, pino.destination(2));
       const output = process.stderr.isTTY ? progressBar(process.stderr) : jsonLines();
-      const runtime = await createRuntime(config, logger);
+      // Alone, even with `cluster:`: a warm-up process is no member the others could ask.
+      const runtime = await createRuntime({ ...config, cluster: undefined }, logger);
       const failed: string[] = [];
       for (const reference of rest) {
         const started = Date.now();

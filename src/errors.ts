@@ -168,6 +168,14 @@ export const storageUnavailable = (what: string, cause?: unknown, detail?: Recor
     ...(cause !== undefined ? { cause } : {}),
   });
 
+/**
+ * A peer request this replica will not serve now: its download of the blob is fed by the asking peer
+ * itself (the two disagree on the owner while the member list changes). 503, so the asker goes on to
+ * its next source at once instead of both waiting on each other.
+ */
+export const peerConflict = (message: string, detail?: Record<string, unknown>) =>
+  new RegistryError('UNAVAILABLE', 503, message, { detail });
+
 /** A failure nobody turned into a RegistryError: on the pull path it is the upstream side's fault. */
 export const internalError = (detail?: unknown) =>
   new RegistryError('UNKNOWN', 500, 'internal error', { detail });

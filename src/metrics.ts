@@ -1,7 +1,8 @@
 /**
  * @module Prometheus metrics (prom-client) on a registry of our own: requests, cache results, bytes
- * served and fetched, upstream latency and errors, token fetches, downloads in flight, cache size.
- * Labels carry registry names and endpoint kinds only: never repositories (unbounded) or secrets.
+ * served and fetched, upstream latency and errors, token fetches, downloads in flight, cache size,
+ * and in a cluster what went to and came from each peer. Labels carry registry names, endpoint kinds
+ * and member addresses (as many as the cluster has) only: never repositories (unbounded) or secrets.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { CacheStats } from './cache/content-store.js';
@@ -9,6 +10,8 @@ import type { CacheStats } from './cache/content-store.js';
 export interface MetricsSources {
   cacheStats(): CacheStats;
   downloadsInFlight(): number;
+  /** Members of the cluster this replica sees (itself included); absent without a cluster. */
+  clusterMembers?(): number;
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
@@ -75,6 +78,24 @@ export function createMetrics() {
       help: 'Blobs and manifests evicted to stay under storage.maxSize',
       registers: [registry],
     }),
+    peerRequests: new Counter({
+      name: 'pullcache_peer_requests_total',
+      help: 'Peer requests, served to a peer or answered by one (fetched), by peer, direction and kind (blob, manifest)',
+      labelNames: ['peer', 'direction', 'kind'] as const,
+      registers: [registry],
+    }),
+    peerBytes: new Counter({
+      name: 'pullcache_peer_bytes_total',
+      help: 'Blob bytes sent to a peer (served) or received from one (fetched), by peer and direction',
+      labelNames: ['peer', 'direction'] as const,
+      registers: [registry],
+    }),
+    peerFallbacks: new Counter({
+      name: 'pullcache_peer_fallbacks_total',
+      help: 'Peers that could not serve, so the next peer or the upstream was asked, by kind and reason (unreachable, timeout, answer, invalid, broken)',
+      labelNames: ['kind', 'reason'] as const,
+      registers: [registry],
+    }),
     /** Connects the gauges read at scrape time to the running cache. */
     observe(from: MetricsSources): void {
       sources = from;
@@ -87,6 +108,14 @@ export function createMetrics() {
     registers: [registry],
     collect() {
       this.set(sources?.downloadsInFlight() ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'pullcache_cluster_members',
+    help: 'Cluster members this replica sees, itself included (0: no cluster)',
+    registers: [registry],
+    collect() {
+      this.set(sources?.clusterMembers?.() ?? 0);
     },
   });
   new Gauge({

@@ -1,6 +1,10 @@
-/** @module The parts behind every command that pulls: metrics, the disk store, upstream clients, the pull layer. */
+/**
+ * @module The parts behind every command that pulls: metrics, the disk store, upstream clients, the
+ * cluster (with `cluster:`), the pull layer.
+ */
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
+import type { ContentStore } from './cache/content-store.js';
 import { createDiskStore } from './cache/disk-store.js';
 import type { Config } from './config.js';
 import { createMetrics } from './metrics.js';
@@ -13,13 +17,15 @@ export interface RuntimeHooks {
   onDownload?: PullerDeps['onDownload'];
   /** DNS lookup for upstream connections (tests map host names to loopback addresses). */
   lookup?: UpstreamHooks['lookup'];
+  /** Replaces the store the config makes (tests: replicas sharing one folder as one shared store). */
+  wrapStore?: (store: ContentStore) => ContentStore;
 }
 
 export type Runtime = Awaited<ReturnType<typeof createRuntime>>;
 
 export async function createRuntime(config: Config, logger: Logger, hooks: RuntimeHooks = {}) {
   const metrics = createMetrics();
-  const store = createDiskStore({
+  const made = createDiskStore({
     root: resolve(config.storage.path),
     maxSize: config.storage.maxSize,
     ...(hooks.now ? { now: hooks.now } : {}),
@@ -28,7 +34,17 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
       logger.debug({ key, size }, 'evicted');
     },
   });
+  const store = hooks.wrapStore?.(made) ?? made;
   await store.init();
+  // Loaded only when configured: most runs have no cluster, and every node runs the DaemonSet.
+  const cluster = config.cluster
+    ? (await import('./cluster/cluster.js')).createCluster({
+        config: { ...config, cluster: config.cluster },
+        logger,
+        metrics,
+      })
+    : null;
+  await cluster?.start();
   const upstreams = createUpstreams(config, {
     onTokenFetch: (registry) => metrics.tokenFetches.inc({ registry }),
     onResponse: (registry, status, seconds) =>
@@ -47,14 +63,21 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
     store,
     logger,
     events: { fetched: (registry, bytes) => metrics.fetchedBytes.inc({ registry }, bytes) },
-    ...hooks,
+    peers: cluster?.peers,
+    ...(hooks.now ? { now: hooks.now } : {}),
+    ...(hooks.onDownload ? { onDownload: hooks.onDownload } : {}),
   });
-  metrics.observe({ cacheStats: () => store.stats(), downloadsInFlight: () => puller.inflightCount() });
+  metrics.observe({
+    cacheStats: () => store.stats(),
+    downloadsInFlight: () => puller.inflightCount(),
+    ...(cluster ? { clusterMembers: () => cluster.members().length } : {}),
+  });
   return {
     metrics,
     store,
     upstreams,
     puller,
+    cluster,
     /**
      * Stops downloads still receiving (their temp files are removed), gives verified blobs until
      * `deadline` (ms since epoch; no limit without one) to be committed, removes what could not be,
@@ -62,6 +85,7 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
      */
     async close(deadline = Number.POSITIVE_INFINITY): Promise<void> {
       await puller.stopDownloads(new Error('pullcache is shutting down'), deadline);
+      await cluster?.stop();
       await upstreams.close();
       await store.close();
     },

@@ -77,6 +77,7 @@ export function requestLog(logger: Logger, metrics: Metrics): MiddlewareHandler<
 function endpointOf(path: string): string {
   if (path === '/metrics') return 'metrics';
   if (path === '/healthz' || path === '/readyz') return 'health';
+  if (path.startsWith('/_pullcache/peer/')) return 'peer';
   if (path.startsWith('/_pullcache/')) return 'admin';
   return 'other';
 }

@@ -105,7 +105,7 @@ export function createV2Handler({ config, puller }: V2Deps) {
   };
 }
 
-function blobHeaders(answer: BlobAnswer): Record<string, string> {
+export function blobHeaders(answer: BlobAnswer): Record<string, string> {
   const length = answer.range ? answer.range.end - answer.range.start + 1 : answer.size;
   const headers: Record<string, string> = {
     ...answer.passed,

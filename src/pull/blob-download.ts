@@ -26,8 +26,11 @@ export interface DownloadDeps {
   registry: string;
   /** Asks the upstream for the blob from `offset` on; throws a RegistryError for error answers. */
   fetch(offset: number): Promise<BlobPart>;
-  /** Where the bytes are stored; created once the upstream has answered. */
-  createWriter(): Promise<BlobWriter>;
+  /**
+   * Where the bytes are stored; created once the upstream has answered. Null: this replica does not
+   * store the blob (its owner commits it to a store they share), the bytes pass through.
+   */
+  createWriter(): Promise<BlobWriter | null>;
   /** Frees room in the store after a write found it full; resolves the bytes freed (0: none). */
   makeRoom?: (bytes: number) => Promise<number>;
   /** The store failed: the blob is passed through (or, at commit, just not kept). For the log. */
@@ -294,6 +297,7 @@ export class BlobDownload {
       if (this.aborted) throw this.aborted;
       try {
         this.writer = await this.deps.createWriter();
+        if (this.writer === null) this.passThrough(null, 'create');
         return;
       } catch (error) {
         if (await this.roomMade(error)) continue;
@@ -393,8 +397,9 @@ export class BlobDownload {
     return (await this.deps.makeRoom(needed).catch(() => 0)) > 0;
   }
 
+  /** From now on the bytes pass through; `error` is the store's failure (null: not to be stored here). */
   private passThrough(error: unknown, during: 'create' | 'write'): void {
-    this.deps.onStoreError?.(error, during);
+    if (error !== null) this.deps.onStoreError?.(error, during);
     // Clients cannot be answered before the size is known, and without the store nothing can wait
     // for the end: a clear error is all that is left.
     if (this.size === null)

@@ -1,26 +1,31 @@
 /**
- * @module Blobs by digest: local first, forever. A miss starts one shared upstream download per
- * digest, which every client (whole or Range) joins and streams from as bytes arrive; the verified
- * blob is then served from disk. Only a missing file is a miss: a cached blob that cannot be read
- * is a logged storage error (503), never a silent re-download.
+ * @module Blobs by digest: local first, forever. A miss starts one shared download per digest, which
+ * every client (whole or Range) joins and streams from as bytes arrive; the verified blob is then
+ * served from the store. In a cluster the download asks the digest's owner before the upstream
+ * (blob-sources.ts). Only a missing file is a miss: a cached blob that cannot be read is a logged
+ * storage error (503), never a silent re-download.
  */
 import type { Logger } from 'pino';
 import { type RangeSpec, resolveRange } from '../byte-range.js';
 import type { ContentStore } from '../cache/content-store.js';
 import type { ByteRange } from '../content.js';
 import { parseDigest } from '../digest.js';
-import { RegistryError, storageUnavailable, upstreamUnavailable } from '../errors.js';
+import { peerConflict, RegistryError, storageUnavailable, upstreamUnavailable } from '../errors.js';
 import type { Route } from '../routing.js';
 import type { Upstreams } from '../upstream/upstreams.js';
 import { BlobDownload } from './blob-download.js';
+import { type BlobSource, createBlobSources } from './blob-sources.js';
 import { createDownloadSource } from './download-source.js';
 import { createLimiter } from './limiter.js';
 import { createLocalRead } from './local-read.js';
+import type { Peers } from './peers.js';
 import type { BlobAnswer, PullEvents } from './types.js';
 
 export interface BlobOptions {
   head: boolean;
   range: RangeSpec | null;
+  /** The member asking, for a peer request: served from here (store or download), never forwarded. */
+  fromPeer?: string | undefined;
 }
 
 export interface BlobsDeps {
@@ -32,6 +37,8 @@ export interface BlobsDeps {
   events?: PullEvents;
   /** Concurrent upstream downloads per registry; more wait for a slot. */
   downloadsPerRegistry?: number;
+  /** The cluster's other members, asked before the upstream; absent: this replica is alone. */
+  peers?: Peers | undefined;
 }
 
 export function createBlobs({
@@ -41,8 +48,11 @@ export function createBlobs({
   onDownload,
   events,
   downloadsPerRegistry,
+  peers,
 }: BlobsDeps) {
   const inflight = new Map<string, BlobDownload>();
+  const sources = createBlobSources(upstreams, peers);
+  const sourceOf = new WeakMap<BlobDownload, BlobSource>();
   const localRead = createLocalRead(logger);
   const limiters = new Map<string, ReturnType<typeof createLimiter>>();
   const limiterOf = (registry: string) => {
@@ -51,13 +61,15 @@ export function createBlobs({
     return limiter;
   };
 
-  function startDownload(route: Route, digest: string): BlobDownload {
-    const remote = upstreams.get(route.registry);
+  function startDownload(route: Route, digest: string, fromPeer: string | undefined): BlobDownload {
+    const source = sources.open(route, digest, fromPeer !== undefined);
     const download = new BlobDownload({
       digest: parseDigest(digest),
       registry: route.registry,
-      fetch: (offset) => remote.openBlob(route.repository, digest, { offset }),
-      createWriter: () => store.createBlobWriter(parseDigest(digest)),
+      fetch: (offset) => source.fetch(offset),
+      // A store the members share gets the blob from its owner's download: not written twice.
+      createWriter: async () =>
+        store.shared && source.firstFromPeer ? null : store.createBlobWriter(parseDigest(digest)),
       makeRoom: (bytes) => store.makeRoom(bytes),
       onStoreError: (error, during) => {
         const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
@@ -69,10 +81,14 @@ export function createBlobs({
             'cannot store blob: passing it through to its clients without caching it',
           );
       },
-      onBytes: (bytes) => events?.fetched(route.registry, bytes),
+      onBytes: (bytes) => {
+        if (source.peer !== null) peers?.fetched(source.peer, bytes);
+        else events?.fetched(route.registry, bytes);
+      },
       acquireSlot: () => limiterOf(route.registry).acquire(),
     });
     inflight.set(digest, download);
+    sourceOf.set(download, source);
     onDownload?.(download, route);
     // A stored blob is served from the store at once; one that could not be stored stays joinable
     // for as long as its bytes are held (clients still reading it).
@@ -85,6 +101,8 @@ export function createBlobs({
     });
     download.run().then(() => {
       if (download.state === 'failed') {
+        if (download.error instanceof RegistryError && download.error.code === 'DIGEST_INVALID')
+          source.blame(download.error);
         const level =
           download.error instanceof RegistryError && download.error.status < 500 ? 'debug' : 'warn';
         logger[level](
@@ -108,6 +126,11 @@ export function createBlobs({
     options: BlobOptions,
     attempt = 1,
   ): Promise<BlobAnswer> {
+    // Two members that disagree on the owner (the member list is changing) would otherwise each wait
+    // for the other's download: the asking peer goes on to the upstream instead.
+    if (options.fromPeer !== undefined && sourceOf.get(download)?.peer === options.fromPeer) {
+      throw peerConflict('this replica is fetching the blob from the asking peer', { digest });
+    }
     const release = download.hold();
     try {
       await download.ready;
@@ -120,7 +143,8 @@ export function createBlobs({
         // Failed after it answered: its error, before any header, is a clean answer to retry on.
         if (download.state === 'failed' || attempt > 1) throw failureOf(download, route);
         const current = inflight.get(digest);
-        const next = current && current !== download ? current : startDownload(route, digest);
+        const next =
+          current && current !== download ? current : startDownload(route, digest, options.fromPeer);
         return await fromDownload(next, route, digest, options, attempt + 1);
       }
       return {
@@ -156,11 +180,12 @@ export function createBlobs({
     const running = inflight.get(digest);
     if (running) return fromDownload(running, route, digest, options);
     if (options.head) {
-      // A HEAD alone does not start a download: ask the upstream (HEADs are cheap and not rate-limited).
-      const { size, passed } = await upstreams.get(route.registry).statBlob(route.repository, digest);
+      // A HEAD alone does not start a download: ask the owner or the upstream (HEADs are cheap and
+      // not rate-limited).
+      const { size, passed } = await sources.stat(route, digest, options.fromPeer !== undefined);
       return { digest, size, range: rangeOf(size), source: null, passed, cache: 'miss' };
     }
-    return fromDownload(startDownload(route, digest), route, digest, options);
+    return fromDownload(startDownload(route, digest, options.fromPeer), route, digest, options);
   }
 
   function failureOf(download: BlobDownload, route: Route): RegistryError {

@@ -4,7 +4,9 @@
  * pull limit); when the upstream cannot answer (unreachable, timeout, 5xx, 429) the cached digest is
  * served (stale-if-error). A 404 means the tag was deleted upstream. Concurrent misses of one
  * manifest or tag share one upstream request. A store that cannot take writes (disk full, read-only)
- * costs the cache entry, never the answer: the upstream's bytes are served all the same.
+ * costs the cache entry, never the answer: the upstream's bytes are served all the same. In a cluster
+ * a tag is looked up and revalidated through its owner, so the cluster sends the upstream one HEAD
+ * per tag per TTL; an owner that cannot answer is skipped, and this replica asks the upstream itself.
  */
 import type { Logger } from 'pino';
 import type { ContentStore, TagRecord } from '../cache/content-store.js';
@@ -13,12 +15,15 @@ import { RegistryError } from '../errors.js';
 import type { Route } from '../routing.js';
 import type { Upstreams } from '../upstream/upstreams.js';
 import { createLocalRead } from './local-read.js';
+import type { Peers } from './peers.js';
 import { createSingleFlight } from './single-flight.js';
 import type { CacheOutcome, ManifestAnswer, PullEvents } from './types.js';
 
 export interface ManifestOptions {
   head: boolean;
   accept: string | undefined;
+  /** The member asking, for a peer request: answered here, never forwarded. */
+  fromPeer?: string | undefined;
 }
 
 export interface ManifestsDeps {
@@ -30,6 +35,8 @@ export interface ManifestsDeps {
   serveDeletedTags: boolean;
   now?: () => number;
   events?: PullEvents;
+  /** The cluster's other members; absent: this replica is alone. */
+  peers?: Peers | undefined;
 }
 
 export function createManifests(deps: ManifestsDeps) {
@@ -53,17 +60,38 @@ export function createManifests(deps: ManifestsDeps) {
     });
   }
 
-  async function byTag(route: Route, tag: string, accept: string | undefined) {
+  /**
+   * The tag as its owner serves it (from its record while fresh, else after its own revalidation);
+   * null when there is no owner to ask or it cannot answer.
+   */
+  async function fromOwner(owner: string | null, route: Route, tag: string, accept: string | undefined) {
+    if (owner === null) return null;
+    try {
+      return await deps.peers!.getTag(owner, route, tag, accept);
+    } catch (error) {
+      deps.peers!.fellBack(owner, 'manifest', error);
+      return null;
+    }
+  }
+
+  async function byTag(route: Route, tag: string, accept: string | undefined, fromPeer?: string) {
     const { registry, repository } = route;
+    // A peer's request is answered here, never forwarded; it never joins a lookup that asks a peer
+    // either (two members that disagree on the owner would wait on each other).
+    const owner = fromPeer === undefined ? (deps.peers?.tagOwner(route, tag) ?? null) : null;
+    const via = owner === null ? '' : ` via ${owner}`;
     const record = await localRead(
       { tag: `${registry}/${repository}:${tag}` },
       store.getTag(registry, repository, tag),
     );
     if (!record || !acceptable(record.mediaType, accept)) {
       // Nothing usable cached: one GET by tag, stored under its digest (and as the tag if new).
-      return shareTag(`${registry}/${repository}:${tag} ${accept ?? ''}`, async () => {
-        const manifest = await upstreams.get(registry).getManifest(repository, tag, accept);
-        deps.events?.fetched(registry, manifest.size);
+      return shareTag(`${registry}/${repository}:${tag} ${accept ?? ''}${via}`, async () => {
+        const owned = await fromOwner(owner, route, tag, accept);
+        const manifest = owned
+          ? { ...owned, passed: {} }
+          : await upstreams.get(registry).getManifest(repository, tag, accept);
+        if (!owned) deps.events?.fetched(registry, manifest.size);
         await keep(store.putManifest(manifest), { digest: manifest.digest }, 'manifest');
         if (!record)
           await keep(store.putTag(registry, repository, tag, recordOf(manifest, now())), { tag }, 'tag');
@@ -73,8 +101,8 @@ export function createManifests(deps: ManifestsDeps) {
     const cached = await localRead({ digest: record.digest }, store.getManifest(record.digest));
     if (cached && now() - record.fetchedAt < deps.tagTTL)
       return { manifest: cached, passed: {}, cache: 'hit' as const };
-    return shareTag(`${registry}/${repository}:${tag} revalidate`, () =>
-      revalidate(route, tag, record, cached, accept),
+    return shareTag(`${registry}/${repository}:${tag} revalidate${via}`, () =>
+      revalidate(route, tag, record, cached, accept, owner),
     );
   }
 
@@ -84,8 +112,17 @@ export function createManifests(deps: ManifestsDeps) {
     record: TagRecord,
     cached: Manifest | null,
     accept: string | undefined,
+    owner: string | null,
   ): Promise<{ manifest: Manifest; passed: Record<string, string>; cache: CacheOutcome }> {
     const { registry, repository } = route;
+    const owned = await fromOwner(owner, route, tag, accept);
+    if (owned) {
+      const same = owned.digest === record.digest && cached !== null;
+      const manifest = same ? cached : owned;
+      if (!same) await keep(store.putManifest(owned), { digest: owned.digest }, 'manifest');
+      await keep(store.putTag(registry, repository, tag, recordOf(manifest, now())), { tag }, 'tag');
+      return { manifest, passed: {}, cache: same ? 'revalidated' : 'miss' };
+    }
     try {
       const head = await upstreams.get(registry).headManifest(repository, tag, accept);
       const manifest =
@@ -146,7 +183,7 @@ export function createManifests(deps: ManifestsDeps) {
               cache: 'miss' as const,
             }));
       } else {
-        result = await byTag(route, reference, options.accept);
+        result = await byTag(route, reference, options.accept, options.fromPeer);
       }
       const { manifest } = result;
       return {

@@ -6,6 +6,7 @@ import type { Upstreams } from '../upstream/upstreams.js';
 import { type BlobsDeps, createBlobs } from './blobs.js';
 import { createListings } from './listings.js';
 import { createManifests } from './manifests.js';
+import type { Peers } from './peers.js';
 import { mapPullFailure } from './pull-failure.js';
 import type { PullEvents } from './types.js';
 
@@ -17,14 +18,17 @@ export interface PullerDeps {
   now?: () => number;
   onDownload?: BlobsDeps['onDownload'];
   events?: PullEvents;
+  /** The cluster's other members, asked before the upstream; absent: this replica is alone. */
+  peers?: Peers | undefined;
 }
 
 export function createPuller(deps: PullerDeps) {
-  const { upstreams, store, logger, events, now, onDownload } = deps;
+  const { upstreams, store, logger, events, now, onDownload, peers } = deps;
   const blobs = createBlobs({
     upstreams,
     store,
     logger,
+    peers,
     downloadsPerRegistry: deps.config.limits.downloadsPerRegistry,
     ...(onDownload ? { onDownload } : {}),
     ...(events ? { events } : {}),
@@ -33,6 +37,7 @@ export function createPuller(deps: PullerDeps) {
     upstreams,
     store,
     logger,
+    peers,
     tagTTL: deps.config.cache.tagTTL,
     serveDeletedTags: deps.config.cache.serveDeletedTags,
     ...(now ? { now } : {}),

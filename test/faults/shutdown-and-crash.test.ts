@@ -312,6 +312,7 @@ function holdCommit(download: BlobDownload): HeldCommit {
   const started = new Promise<void>((resolve) => (begun = resolve));
   deps.createWriter = async () => {
     const writer = await create();
+    if (writer === null) throw new Error('holdCommit: this download stores nothing');
     return {
       get size() {
         return writer.size;

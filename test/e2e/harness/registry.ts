@@ -23,6 +23,8 @@ export interface RegistryOptions {
   auth?: RegistryAuth;
   /** Distribution's pull-through mode (one upstream only; see FIELD-NOTES for its limits). */
   proxy?: { remoteurl: string; username?: string; password?: string };
+  /** The address it listens on (default 127.0.0.1), e.g. a bridge address network namespaces reach. */
+  host?: string;
 }
 
 export interface Registry {
@@ -48,7 +50,8 @@ const ACCESS_LINE = /"([A-Z]+) (\S+) HTTP\/[\d.]+" (\d{3})/;
 
 export async function startRegistry(options: RegistryOptions = {}): Promise<Registry> {
   const dir = await makeTempDir('registry');
-  const port = await freePort();
+  const host = options.host ?? '127.0.0.1';
+  const port = await freePort(host === '127.0.0.1' ? host : '0.0.0.0');
   const config = [
     'version: 0.1',
     'log:',
@@ -60,7 +63,7 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Regi
     'health:',
     '  storagedriver: { enabled: false }',
     'http:',
-    `  addr: 127.0.0.1:${port}`,
+    `  addr: ${host}:${port}`,
     `  secret: e2e-${port}`,
     ...(await authSection(dir, options.auth ?? 'none')),
     ...proxySection(options.proxy),
@@ -71,7 +74,7 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Regi
   const proc = startProcess('docker-registry', 'docker-registry', ['serve', configFile], {
     logFile: join(dir, 'registry.log'),
   });
-  const url = `http://127.0.0.1:${port}`;
+  const url = `http://${host}:${port}`;
   try {
     await waitForHttp(`${url}/v2/`, { process: proc });
   } catch (error) {
@@ -88,7 +91,7 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Regi
   return {
     url,
     port,
-    host: `127.0.0.1:${port}`,
+    host: `${host}:${port}`,
     dir,
     process: proc,
     accessLog,

@@ -33,9 +33,9 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-/** The rendezvous key of a tag: every member computes the same owner for it. */
-export const tagKey = (route: Pick<Route, 'registry' | 'repository'>, tag: string) =>
-  `${route.registry}/${route.repository}:${tag}`;
+/** The rendezvous key of a manifest: its digest, or the tag with its repository and registry. */
+export const manifestKey = (route: Pick<Route, 'registry' | 'repository'>, reference: string) =>
+  reference.includes(':') ? reference : `${route.registry}/${route.repository}:${reference}`;
 
 export function createCluster({ config, logger, metrics, lookup }: ClusterOptions): Cluster {
   const { cluster, upstream } = config;
@@ -78,12 +78,12 @@ export function createCluster({ config, logger, metrics, lookup }: ClusterOption
       metrics.peerRequests.inc({ peer, direction: 'fetched', kind: 'blob' });
       return size;
     },
-    tagOwner(route, tag) {
-      const owner = ownerOf(tagKey(route, tag), membership.members());
+    manifestOwner(route, reference) {
+      const owner = ownerOf(manifestKey(route, reference), membership.members());
       return owner === self || !isUp(owner) ? null : owner;
     },
-    async getTag(peer, route, tag, accept) {
-      const manifest = await client.getTag(peer, route, tag, accept);
+    async getManifest(peer, route, reference, accept) {
+      const manifest = await client.getManifest(peer, route, reference, accept);
       metrics.peerRequests.inc({ peer, direction: 'fetched', kind: 'manifest' });
       return manifest;
     },

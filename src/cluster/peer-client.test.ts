@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Route } from '../routing.js';
 import { PEER_AUTH_HEADER, verifyPeerRequest } from './peer-auth.js';
 import { createPeerClient, type PeerClient, PeerError } from './peer-client.js';
-import { peerBlobTarget, peerTagTarget } from './peer-paths.js';
+import { peerBlobTarget, peerManifestTarget } from './peer-paths.js';
 
 const SECRET = 'a-cluster-secret-of-at-least-32-chars';
 const SELF = '127.0.0.1:5999';
@@ -62,7 +62,7 @@ describe('peer client', () => {
     if (behaviour === 'silent') return; // accepts, never answers
     if (behaviour === 'error-404') return void res.writeHead(404).end('{"errors":[]}');
     const serve = () => {
-      if (req.url === peerTagTarget(ROUTE, '1.0')) {
+      if (req.url === peerManifestTarget(ROUTE, '1.0')) {
         const digest = behaviour === 'wrong-manifest' ? DIGEST : MANIFEST_DIGEST;
         res.writeHead(200, { 'content-type': 'application/json', 'docker-content-digest': digest });
         return void res.end(MANIFEST);
@@ -81,11 +81,11 @@ describe('peer client', () => {
       if (behaviour === 'no-length') res.end();
     };
     if (behaviour !== 'processing-then-serve') return serve();
-    // Four heartbeats 40 ms apart: 160 ms in all, longer than the client's 100 ms bound.
+    // Heartbeats 50 ms apart for 3 s in all, three times the client's bound: only they keep it waiting.
     let beats = 0;
     const timer = setInterval(() => {
       res.writeProcessing();
-      if (++beats === 4) {
+      if (++beats === 60) {
         clearInterval(timer);
         serve();
       }
@@ -99,9 +99,10 @@ describe('peer client', () => {
     client = createPeerClient({
       secret: SECRET,
       self: SELF,
-      peerTimeout: 100,
-      maxWait: 2_000,
-      bodyTimeout: 5_000,
+      // A bound a loaded test machine does not miss by accident; maxWait well past the heartbeats.
+      peerTimeout: 1_000,
+      maxWait: 10_000,
+      bodyTimeout: 10_000,
     });
   });
   afterAll(async () => {
@@ -138,7 +139,7 @@ describe('peer client', () => {
     expect(seen[0]).toMatchObject({ method: 'HEAD', signedBy: SELF });
   });
 
-  it('waits for a peer that keeps sending 102 Processing past the bound', async () => {
+  it('waits for a peer that keeps sending 102 Processing past the bound', { timeout: 15_000 }, async () => {
     next('processing-then-serve');
     const part = await client.openBlob(peer, ROUTE, DIGEST, 0);
     expect(await readAll(part.stream)).toEqual(BLOB);
@@ -179,16 +180,16 @@ describe('peer client', () => {
 
   it("gets a tag's manifest with the client's Accept, checked against the digest the peer names", async () => {
     next('serve');
-    const manifest = await client.getTag(peer, ROUTE, '1.0', 'application/json');
+    const manifest = await client.getManifest(peer, ROUTE, '1.0', 'application/json');
     expect(manifest).toEqual({
       mediaType: 'application/json',
       digest: MANIFEST_DIGEST,
       size: MANIFEST.length,
       bytes: MANIFEST,
     });
-    expect(seen[0]).toMatchObject({ url: peerTagTarget(ROUTE, '1.0'), accept: 'application/json' });
+    expect(seen[0]).toMatchObject({ url: peerManifestTarget(ROUTE, '1.0'), accept: 'application/json' });
     next('wrong-manifest');
-    const error = await client.getTag(peer, ROUTE, '1.0', undefined).catch((e: unknown) => e);
+    const error = await client.getManifest(peer, ROUTE, '1.0', undefined).catch((e: unknown) => e);
     expect(error).toMatchObject({ reason: 'invalid' });
     expect((error as Error).message).toContain(`not ${DIGEST}`);
   });

@@ -16,7 +16,7 @@ import type { Route } from '../routing.js';
 import { createAgent, request } from '../upstream/http-agent.js';
 import { BodyTooLargeError, readLimited } from '../upstream/read-limited.js';
 import { createPeerSigner } from './peer-auth.js';
-import { peerBlobTarget, peerTagTarget } from './peer-paths.js';
+import { peerBlobTarget, peerManifestTarget } from './peer-paths.js';
 
 /** Why a peer could not serve: gone or refusing, silent too long, an error answer, an unusable answer. */
 export type PeerFailure = 'unreachable' | 'timeout' | 'answer' | 'invalid';
@@ -56,7 +56,8 @@ export interface PeerClientOptions {
 export interface PeerClient {
   openBlob(peer: string, route: Route, digest: string, offset: number): Promise<BlobPart>;
   statBlob(peer: string, route: Route, digest: string): Promise<number>;
-  getTag(peer: string, route: Route, tag: string, accept: string | undefined): Promise<Manifest>;
+  /** A manifest by tag or digest, which must hash to its digest (for a tag, the one the peer names). */
+  getManifest(peer: string, route: Route, reference: string, accept: string | undefined): Promise<Manifest>;
   close(): Promise<void>;
 }
 
@@ -153,8 +154,13 @@ export function createPeerClient(options: PeerClientOptions): PeerClient {
       return length;
     },
 
-    async getTag(peer, route, tag, accept) {
-      const response = await send(peer, 'GET', peerTagTarget(route, tag), accept ? { accept } : {});
+    async getManifest(peer, route, reference, accept) {
+      const response = await send(
+        peer,
+        'GET',
+        peerManifestTarget(route, reference),
+        accept ? { accept } : {},
+      );
       const body = response.body as unknown as Readable;
       const claimed = header(response, 'docker-content-digest');
       const mediaType = header(response, 'content-type');
@@ -164,6 +170,8 @@ export function createPeerClient(options: PeerClientOptions): PeerClient {
       } catch {
         throw invalid(peer, body, 'sent a manifest without a valid Docker-Content-Digest');
       }
+      if (reference.includes(':') && digest.value !== reference)
+        throw invalid(peer, body, `answered ${digest.value} for ${reference}`);
       // What the store writes as a header line later: visible ASCII, spaces, tabs and Latin-1.
       if (!mediaType || !/^[\t\x20-\x7e\x80-\xff]*$/.test(mediaType)) {
         throw invalid(peer, body, 'sent a manifest without a valid media type');

@@ -11,7 +11,7 @@ export function peerBlobTarget(route: Pick<Route, 'registry' | 'repository'>, di
   return `${PEER_PATH_PREFIX}/v2/${route.repository}/blobs/${digest}?ns=${encodeURIComponent(route.registry)}`;
 }
 
-/** `/_pullcache/peer/v2/library/demo/manifests/1.0?ns=docker.io` */
-export function peerTagTarget(route: Pick<Route, 'registry' | 'repository'>, tag: string): string {
-  return `${PEER_PATH_PREFIX}/v2/${route.repository}/manifests/${tag}?ns=${encodeURIComponent(route.registry)}`;
+/** `/_pullcache/peer/v2/library/demo/manifests/1.0?ns=docker.io` (a tag or a digest) */
+export function peerManifestTarget(route: Pick<Route, 'registry' | 'repository'>, reference: string): string {
+  return `${PEER_PATH_PREFIX}/v2/${route.repository}/manifests/${reference}?ns=${encodeURIComponent(route.registry)}`;
 }

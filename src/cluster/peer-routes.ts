@@ -1,6 +1,6 @@
 /**
  * @module The peer endpoint: other members ask this replica for a blob (`GET`/`HEAD`, with `Range`)
- * or a tag's manifest at the `/v2` paths under `/_pullcache/peer` (peer-paths.ts), signed with the
+ * or a manifest (by tag or digest) at the `/v2` paths under `/_pullcache/peer` (peer-paths.ts), signed with the
  * cluster secret (peerAuth guards the prefix before this runs). It answers through the pull layer
  * like a client request, from the store or from the one download in flight, streaming as the bytes
  * arrive, but marked as a peer's request: never forwarded to another peer.
@@ -70,12 +70,14 @@ export function createPeerHandler({ config, puller, metrics }: PeerRoutesDeps) {
       return sendSource(c, answer.range ? 206 : 200, headers, source);
     }
 
-    const tag = endpoint.reference;
-    info.reference = tag;
-    assertTag(tag); // by digest a member asks the upstream: manifests by digest never change
+    const reference = endpoint.reference;
+    info.reference = reference;
+    if (reference.includes(':')) parseDigest(reference);
+    else assertTag(reference);
+    const accept = mergeAccept(headerValues(c, 'accept'));
     const answer = await whileWaiting(
       c,
-      puller.manifest(route, tag, { head, accept: mergeAccept(headerValues(c, 'accept')), fromPeer: from }),
+      puller.manifest(route, reference, { head, accept, fromPeer: from }),
       beatEvery,
     );
     info.cache = answer.cache;

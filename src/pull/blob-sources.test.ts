@@ -45,8 +45,8 @@ function world(ranked: string[], failing: string[] = []) {
       if (failing.includes(peer)) throw new Error(`${peer} refused`);
       return 100;
     },
-    tagOwner: () => null,
-    getTag: async () => {
+    manifestOwner: () => null,
+    getManifest: async () => {
       throw new Error('not used');
     },
     fellBack: (peer, _kind, error) => fellBack.push(`${peer}: ${(error as Error).message}`),

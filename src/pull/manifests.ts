@@ -5,8 +5,10 @@
  * served (stale-if-error). A 404 means the tag was deleted upstream. Concurrent misses of one
  * manifest or tag share one upstream request. A store that cannot take writes (disk full, read-only)
  * costs the cache entry, never the answer: the upstream's bytes are served all the same. In a cluster
- * a tag is looked up and revalidated through its owner, so the cluster sends the upstream one HEAD
- * per tag per TTL; an owner that cannot answer is skipped, and this replica asks the upstream itself.
+ * a manifest is fetched through its owner (a tag's is looked up and revalidated there), so the cluster
+ * sends the upstream one GET per manifest and one HEAD per tag per TTL (Docker Hub counts manifest
+ * GETs per address and account); an owner that cannot answer is skipped, and this replica asks the
+ * upstream itself.
  */
 import type { Logger } from 'pino';
 import type { ContentStore, TagRecord } from '../cache/content-store.js';
@@ -50,24 +52,43 @@ export function createManifests(deps: ManifestsDeps) {
     cache: CacheOutcome;
   }>();
 
-  /** Fetches a manifest by digest from the upstream and stores it (one request for concurrent callers). */
-  function fetchByDigest(route: Route, digest: string, accept: string | undefined) {
-    return shareManifest(`${route.registry}/${route.repository}@${digest}`, async () => {
-      const manifest = await upstreams.get(route.registry).getManifest(route.repository, digest, accept);
-      deps.events?.fetched(route.registry, manifest.size);
+  /**
+   * The member to ask before the upstream, if any. A peer's request is answered here, never
+   * forwarded; it never joins a lookup that asks a peer either (two members that disagree on the
+   * owner would wait on each other), hence `via` in the single-flight keys.
+   */
+  function ownerFor(route: Route, reference: string, fromPeer: string | undefined) {
+    const owner = fromPeer === undefined ? (deps.peers?.manifestOwner(route, reference) ?? null) : null;
+    return { owner, via: owner === null ? '' : ` via ${owner}` };
+  }
+
+  /** Fetches a manifest by digest (from its owner, else the upstream) and stores it, once for concurrent callers. */
+  function fetchByDigest(route: Route, digest: string, accept: string | undefined, fromPeer?: string) {
+    const { owner, via } = ownerFor(route, digest, fromPeer);
+    return shareManifest(`${route.registry}/${route.repository}@${digest}${via}`, async () => {
+      const owned = await fromOwner(owner, route, digest, accept);
+      const manifest = owned
+        ? { ...owned, passed: {} }
+        : await upstreams.get(route.registry).getManifest(route.repository, digest, accept);
+      if (!owned) deps.events?.fetched(route.registry, manifest.size);
       await keep(store.putManifest(manifest), { digest: manifest.digest }, 'manifest');
       return manifest;
     });
   }
 
   /**
-   * The tag as its owner serves it (from its record while fresh, else after its own revalidation);
-   * null when there is no owner to ask or it cannot answer.
+   * The manifest as its owner serves it (a tag from its record while fresh, else after its own
+   * revalidation); null when there is no owner to ask or it cannot answer.
    */
-  async function fromOwner(owner: string | null, route: Route, tag: string, accept: string | undefined) {
+  async function fromOwner(
+    owner: string | null,
+    route: Route,
+    reference: string,
+    accept: string | undefined,
+  ) {
     if (owner === null) return null;
     try {
-      return await deps.peers!.getTag(owner, route, tag, accept);
+      return await deps.peers!.getManifest(owner, route, reference, accept);
     } catch (error) {
       deps.peers!.fellBack(owner, 'manifest', error);
       return null;
@@ -76,10 +97,7 @@ export function createManifests(deps: ManifestsDeps) {
 
   async function byTag(route: Route, tag: string, accept: string | undefined, fromPeer?: string) {
     const { registry, repository } = route;
-    // A peer's request is answered here, never forwarded; it never joins a lookup that asks a peer
-    // either (two members that disagree on the owner would wait on each other).
-    const owner = fromPeer === undefined ? (deps.peers?.tagOwner(route, tag) ?? null) : null;
-    const via = owner === null ? '' : ` via ${owner}`;
+    const { owner, via } = ownerFor(route, tag, fromPeer);
     const record = await localRead(
       { tag: `${registry}/${repository}:${tag}` },
       store.getTag(registry, repository, tag),
@@ -177,7 +195,7 @@ export function createManifests(deps: ManifestsDeps) {
         // By digest, HEAD or GET: fetch the whole manifest once, so the GET that follows is a hit.
         result = cached
           ? { manifest: cached, passed: {}, cache: 'hit' }
-          : await fetchByDigest(route, reference, options.accept).then((m) => ({
+          : await fetchByDigest(route, reference, options.accept, options.fromPeer).then((m) => ({
               manifest: m,
               passed: m.passed,
               cache: 'miss' as const,

@@ -17,10 +17,13 @@ export interface Peers {
   openBlob(peer: string, route: Route, digest: string, offset: number): Promise<BlobPart>;
   /** The blob's size as the peer knows it (its store, its download, or its upstream HEAD). */
   statBlob(peer: string, route: Route, digest: string): Promise<number>;
-  /** The member that revalidates this tag for the cluster, when it is another one; null for this replica. */
-  tagOwner(route: Route, tag: string): string | null;
-  /** The tag's manifest as its owner serves it (verified against the digest it names). */
-  getTag(peer: string, route: Route, tag: string, accept: string | undefined): Promise<Manifest>;
+  /**
+   * The member that fetches this manifest (a tag: and revalidates it) for the cluster, when it is
+   * another one; null for this replica.
+   */
+  manifestOwner(route: Route, reference: string): string | null;
+  /** The manifest as its owner serves it, verified against its digest (the one a tag's owner names). */
+  getManifest(peer: string, route: Route, reference: string, accept: string | undefined): Promise<Manifest>;
   /** A peer could not serve (`error` says why): the next source is asked. For metrics and the log. */
   fellBack(peer: string, what: 'blob' | 'manifest', error: unknown): void;
   /** Blob bytes received from a peer (metrics). */

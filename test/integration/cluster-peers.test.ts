@@ -16,7 +16,7 @@ import { HttpResponse, http } from 'msw';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ContentStore } from '../../src/cache/content-store.js';
 import { createPeerSigner } from '../../src/cluster/peer-auth.js';
-import { peerBlobTarget, peerTagTarget } from '../../src/cluster/peer-paths.js';
+import { peerBlobTarget, peerManifestTarget } from '../../src/cluster/peer-paths.js';
 import { ownerOf } from '../../src/cluster/rendezvous.js';
 import { rangedBlobAnswer } from '../support/blob-upstream.js';
 import { OCI_MANIFEST, RegistryContent, registryHandlers, sha256 } from '../support/fake-registry.js';
@@ -24,7 +24,8 @@ import { type LoopbackServer, startLoopback } from '../support/msw-loopback.js';
 import { settled, startProxy, type TestProxy } from '../support/proxy.js';
 
 const SECRET = 'the-cluster-secret-of-these-tests-0123456789';
-const PEER_TIMEOUT_MS = 200;
+// Long enough that a live member on a loaded test machine is never taken for a silent one.
+const PEER_TIMEOUT_MS = 1_000;
 const TAG_TTL_MS = 60_000;
 const REFRESH_MS = 300;
 const CHUNK = 64 * 1024;
@@ -326,8 +327,20 @@ describe('three replicas with their own disks', () => {
     }
   });
 
+  it('fetch a manifest by digest from the upstream once for the cluster', async () => {
+    const digest = content.addManifest('library/demo', OCI_MANIFEST, { schemaVersion: 2, note: 'by digest' });
+    for (const replica of cluster.replicas) {
+      const response = await fetch(`${replica.url}/v2/library/demo/manifests/${digest}`);
+      expect(response.status).toBe(200);
+      expect(hashOf(await response.arrayBuffer())).toBe(digest);
+    }
+    expect(registry.requests.filter((r) => r.path === `/v2/library/demo/manifests/${digest}`)).toHaveLength(
+      1,
+    );
+  });
+
   it('answer a member a tag on the peer endpoint, with the bytes its digest names', async () => {
-    const target = peerTagTarget({ registry: 'docker.io', repository: 'library/demo' }, '1.0');
+    const target = peerManifestTarget({ registry: 'docker.io', repository: 'library/demo' }, '1.0');
     const response = await fetch(`${cluster.replicas[0]!.url}${target}`, {
       headers: signer(cluster.members[1]!)('GET', target),
     });

@@ -23,7 +23,12 @@ import {
 } from '../e2e/harness/recipes.js';
 
 // What the recipes' ${...} placeholders stand for; any value will do for validation.
-const PLACEHOLDER_ENV = { DOCKERHUB_USERNAME: 'me', DOCKERHUB_TOKEN: 'dckr_pat_placeholder' };
+const DOCKERHUB_ENV = { DOCKERHUB_USERNAME: 'me', DOCKERHUB_TOKEN: 'dckr_pat_placeholder' };
+const PLACEHOLDER_ENV = {
+  ...DOCKERHUB_ENV,
+  POD_IP: '10.0.0.11',
+  PULLCACHE_PEER_SECRET: 'a-placeholder-peer-secret-of-32-characters',
+};
 
 /** The config a recipe carries, validated as pullcache validates it. */
 function validConfig(yamlText: string): Config {
@@ -245,7 +250,7 @@ describe('compose.yaml', () => {
   it('shows Docker Hub credentials from an env file', async () => {
     const text = await readProjectFile('compose.yaml');
     expect(text).toMatch(/^\s*# env_file: \.env$/m);
-    for (const name of Object.keys(PLACEHOLDER_ENV)) expect(text).toMatch(new RegExp(`#\\s+${name}=`));
+    for (const name of Object.keys(DOCKERHUB_ENV)) expect(text).toMatch(new RegExp(`#\\s+${name}=`));
   });
 });
 
@@ -415,6 +420,52 @@ describe.each([
         capabilities: { drop: ['ALL'], add: ['CHOWN'] },
       });
       expect(script).toContain(`chown ${imageUser} ${config.storage.path}`);
+    });
+
+    it("is one cluster: a headless Service selecting the pods names the members, self is the node's address", () => {
+      const cluster = config.cluster!;
+      const namespace = workload.metadata.namespace;
+      const service = objects.find((o) => o.kind === 'Service');
+      expect(cluster.peers.dns).toBe(`${service.metadata.name}.${namespace}.svc.cluster.local`);
+      expect(service.spec.clusterIP).toBe('None');
+      expect(service.spec.selector).toEqual(workload.spec.selector.matchLabels);
+      expect(workload.spec.template.metadata.labels).toMatchObject(service.spec.selector);
+      // The members reach each other's listener: the peer endpoint is on the /v2 port.
+      expect(cluster.port).toBe(portOf(config));
+      expect(resolvePort(service.spec.ports[0].targetPort, container)).toBe(cluster.port);
+      // self: the node's address (host network) from the downward API, at the cluster port.
+      expect(cluster.self).toBe(`${PLACEHOLDER_ENV.POD_IP}:${cluster.port}`);
+      const podIp = (container.env as K8sObject[]).find((e) => e.name === 'POD_IP');
+      expect(podIp.valueFrom).toEqual({ fieldRef: { fieldPath: 'status.podIP' } });
+      // Looked up through the cluster's DNS although the pods are on the host network.
+      expect(pod.dnsPolicy).toBe('ClusterFirstWithHostNet');
+    });
+
+    it('takes the peer secret from the Secret its header tells how to create', async () => {
+      const text = await readProjectFile(file);
+      const configMap = objects.find((o) => o.kind === 'ConfigMap');
+      expect(configMap.data['config.yaml']).toContain('secret: "${PULLCACHE_PEER_SECRET}"');
+      const env = (container.env as K8sObject[]).find((e) => e.name === 'PULLCACHE_PEER_SECRET');
+      const { name, key } = env.valueFrom.secretKeyRef;
+      const namespace = workload.metadata.namespace;
+      const lines = text.split('\n');
+      const at = lines.findIndex((l) =>
+        l.includes(`kubectl -n ${namespace} create secret generic ${name} \\`),
+      );
+      expect(at).toBeGreaterThan(0);
+      expect(lines[at + 1]).toContain(`--from-literal=${key}="$(openssl rand -hex 32)"`);
+      expect(objects.some((o) => o.kind === 'Secret')).toBe(false); // no secret value in the manifest
+    });
+
+    it('admits the peer port from the node network only (NetworkPolicy)', () => {
+      const policy = objects.find((o) => o.kind === 'NetworkPolicy');
+      expect(policy.spec.podSelector.matchLabels).toEqual(workload.spec.selector.matchLabels);
+      expect(policy.spec.policyTypes).toEqual(['Ingress']);
+      const [rule, ...more] = policy.spec.ingress as K8sObject[];
+      expect(more).toEqual([]);
+      expect(rule.ports).toEqual([{ protocol: 'TCP', port: config.cluster!.port }]);
+      expect(rule.from.length).toBeGreaterThan(0);
+      for (const from of rule.from) expect(Object.keys(from)).toEqual(['ipBlock']);
     });
   }
 });

@@ -55,6 +55,9 @@ export async function startCluster(options: ClusterOptions): Promise<ClusterHarn
     `  port: ${port}`,
     '  secret: "${PULLCACHE_PEER_SECRET}"',
     `  refresh: ${REFRESH}`,
+    // Not the 500ms default: on these shared 2-core machines a live member can be starved that long,
+    // and would be taken for a silent one (costing a second upstream download).
+    '  peerTimeout: 2s',
     ...(options.extraYaml ? [options.extraYaml] : []),
   ].join('\n');
 

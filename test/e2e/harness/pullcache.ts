@@ -36,6 +36,8 @@ export interface PullcacheOptions {
   prefix?: string[];
   /** Extra environment (PULLCACHE_PEER_SECRET, POD_IP, ...). */
   env?: Record<string, string>;
+  /** A whole config file to use instead of one made of the options above (listen and storage are flags). */
+  configText?: string;
 }
 
 export interface Pullcache {
@@ -58,7 +60,7 @@ export async function startPullcache(options: PullcacheOptions): Promise<Pullcac
   const reachAt = options.reachAt ?? listen;
   const port = Number(listen.slice(listen.lastIndexOf(':') + 1));
   const configFile = join(dir, 'config.yaml');
-  await writeFile(configFile, configYaml(listen, storageDir, options));
+  await writeFile(configFile, options.configText ?? configYaml(listen, storageDir, options));
 
   // The CLI file itself, as installed: its shebang carries the node flags production runs with.
   const args = ['serve', '--config', configFile, '--listen', listen, '--storage', storageDir];

@@ -1,4 +1,5 @@
 /** @module The comparison as a markdown table with targets, and RESULTS.md around it. */
+import { type ClusterResult, clusterTable } from './cluster-measurement.js';
 import type { MachineInfo } from './machine-info.js';
 import {
   type BenchSettings,
@@ -17,6 +18,8 @@ export interface Report {
   results: PeerResult[];
   /** Per-dependency start cost of pullcache (absent when only distribution ran). */
   startCost?: StartCost;
+  /** Three replicas as one cluster and as independent caches (absent when skipped). */
+  cluster?: ClusterResult[];
 }
 
 // The targets pullcache is held to. Memory is paid on every node of a cluster (a DaemonSet), so
@@ -150,7 +153,7 @@ ${observations(report)
   .map((line) => `- ${line}`)
   .join('\n')}
 
-${report.startCost ? startCostSection(report.startCost) : ''}## How measured
+${report.cluster ? clusterSection(report.cluster, blob) : ''}${report.startCost ? startCostSection(report.startCost) : ''}## How measured
 
 One docker-registry (no auth) is the upstream; the image \`library/bench:1.0\` with the generated
 layer is pushed to it with skopeo. Each peer is then started alone with an empty cache folder (the
@@ -177,6 +180,22 @@ previous one is stopped by pid first) and configured with that upstream.
 
 GB/s and MB are decimal (10⁹, 10⁶ bytes). Clients, upstream and peer share the machine's ${m.nproc}
 cores, so the cold figures include the upstream's and curl's own CPU use.
+`;
+}
+
+function clusterSection(results: ClusterResult[], blob: BlobUnderTest): string {
+  const [first] = results;
+  return `## Three replicas: one cluster, or three independent caches
+
+Three pullcache processes on one port at 127.0.0.2, .3 and .4 (bench/cluster-measurement.ts), each
+with an empty cache, and ${first?.clientsPerReplica} \`curl\` clients per replica started at once on the cold blob
+(${first ? first.replicas * first.clientsPerReplica : 0} in all; each body piped through \`sha256sum\` and checked). "One cluster": members
+read from dnsmasq, each replica asks the digest's owner before the upstream. "3 independent
+replicas": the same processes without \`cluster:\`, which is what replicas of distribution or Harbor
+behind a load balancer are. Upstream bytes come from the upstream's access log as above.
+
+${clusterTable(results, blob)}
+
 `;
 }
 

@@ -3,8 +3,11 @@
  * burst of concurrent clients, warm sequential downloads, upstream bytes and peak RSS — printed as a
  * markdown table and written to bench/RESULTS.md. Exits non-zero only when the bench itself fails.
  *
+ * Then, with pullcache among the peers, the cluster run: three replicas with 16 clients each, as one
+ * cluster and as three independent caches (bench/cluster-measurement.ts).
+ *
  * BENCH_BLOB_MIB=32 shrinks the layer for a quick run (default 256); BENCH_PEERS=pullcache (or
- * distribution, or both comma-separated) picks the peers.
+ * distribution, or both comma-separated) picks the peers; BENCH_CLUSTER=0 skips the cluster run.
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -13,6 +16,7 @@ import { generateImage } from '../test/e2e/harness/images.js';
 import { startRegistry } from '../test/e2e/harness/registry.js';
 import { pushImage } from '../test/e2e/harness/skopeo.js';
 import { makeTempDir, removeDir } from '../test/e2e/harness/temp-dir.js';
+import { CLUSTER_MODES, type ClusterResult, measureCluster } from './cluster-measurement.js';
 import { machineInfo } from './machine-info.js';
 import { type BlobUnderTest, measurePeer, type PeerResult } from './peer-measurement.js';
 import { PEER_NAMES, type PeerName, startPeer } from './peers.js';
@@ -79,6 +83,15 @@ async function main(): Promise<void> {
     }
   }
 
+  const cluster: ClusterResult[] = [];
+  if (peers.includes('pullcache') && process.env.BENCH_CLUSTER !== '0') {
+    for (const mode of CLUSTER_MODES) {
+      log(`cluster run: 3 replicas, ${CLIENTS} clients each, ${mode}`);
+      cluster.push(await measureCluster(mode, upstream, blob, CLIENTS));
+      log(`cluster run (${mode}): ${cluster.at(-1)!.wallSeconds.toFixed(1)} s`);
+    }
+  }
+
   const report = {
     date: new Date(),
     machine,
@@ -86,6 +99,7 @@ async function main(): Promise<void> {
     settings: { clients: CLIENTS, warmRuns: WARM_RUNS },
     results,
     startCost,
+    ...(cluster.length > 0 ? { cluster } : {}),
   };
   process.stdout.write(`\n${resultsTable(report)}\n\n`);
   await writeFile(RESULTS_FILE, resultsMarkdown(report));

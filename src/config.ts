@@ -187,7 +187,7 @@ const schema = z
     cache: z
       .strictObject({
         // Five minutes: a moved tag (or a new signature) is seen soon, and a burst of node pulls costs
-        // one upstream HEAD. Referrers lists are kept as long as tags: they change when tags do.
+        // one upstream HEAD. Referrers lists share it: signatures are added around pushes, as tags move.
         tagTTL: duration.default(5 * 60_000),
         // Off: a tag deleted upstream should disappear from the mirror too.
         serveDeletedTags: z.boolean().default(false),

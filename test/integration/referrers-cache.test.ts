@@ -225,6 +225,15 @@ describe('an upstream with the referrers API', () => {
     ]);
   });
 
+  it('shares one upstream request among concurrent clients of a cold list', async () => {
+    const subject = api.c.addImage('library/app', 'busy').manifest;
+    api.c.addReferrer('library/app', subject, SIGNATURE, 'busy signature');
+    const lists = await Promise.all(Array.from({ length: 10 }, () => list('app', subject)));
+    expect(new Set(lists.map((l) => JSON.stringify(l.index))).size).toBe(1);
+    expect(lists[0]!.index.manifests).toHaveLength(1);
+    expect(calls(apiRegistry)).toEqual([`GET /v2/library/app/referrers/${subject}`]);
+  });
+
   it('refuses an artifactType that is not a media type, before any upstream traffic', async () => {
     const response = await fetch(
       `${proxy.url}/v2/app/referrers/${api.image.manifest}?artifactType=..%2F..%2Fx`,

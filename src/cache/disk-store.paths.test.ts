@@ -212,7 +212,8 @@ describe('storage paths for hostile input', () => {
       { numRuns: 1500 },
     );
     expect(stored).toBeGreaterThan(100);
-  });
+    // ~1,000 file writes and listings: 18 s on a loaded 2-core machine, over the 20 s default.
+  }, 60_000);
 
   it('refuses the classic traversals outright', () => {
     for (const path of [

@@ -186,7 +186,8 @@ const schema = z
     defaultRegistry: z.string().default('docker.io'),
     cache: z
       .strictObject({
-        // Five minutes: a moved tag is seen soon, and a burst of node pulls costs one upstream HEAD.
+        // Five minutes: a moved tag (or a new signature) is seen soon, and a burst of node pulls costs
+        // one upstream HEAD. Referrers lists share it: signatures are added around pushes, as tags move.
         tagTTL: duration.default(5 * 60_000),
         // Off: a tag deleted upstream should disappear from the mirror too.
         serveDeletedTags: z.boolean().default(false),

@@ -3,7 +3,7 @@
  * modification times are the last-use record other processes and restarts read, and a refused
  * write leaves no file.
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync, utimesSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -44,6 +44,54 @@ describe('disk store', () => {
       store.putManifest({ mediaType: 'x/y', digest: digestOf(Buffer.from('other')), size: 2, bytes }),
     ).rejects.toBeInstanceOf(VerificationError);
     expect(allFiles(store.root)).toEqual([]);
+  });
+
+  it('keeps referrers records per subject and artifactType filter, apart from tags and content', async () => {
+    const store = diskStore();
+    await store.init();
+    const subject = digestOf(Buffer.from('image'));
+    const signature = {
+      mediaType: 'm',
+      digest: digestOf(Buffer.from('sig')),
+      size: 3,
+      artifactType: 'a/sig',
+    };
+    const sbom = { mediaType: 'm', digest: digestOf(Buffer.from('sbom')), size: 4, artifactType: 'a/sbom' };
+    const all = { manifests: [signature, sbom], source: 'api' as const, fetchedAt: 7 };
+    const signatures = { manifests: [signature], source: 'tag' as const, fetchedAt: 8 };
+    await store.putReferrers('docker.io', 'library/nginx', subject, null, all);
+    await store.putReferrers('docker.io', 'library/nginx', subject, 'a/sig', signatures);
+    expect(await store.getReferrers('docker.io', 'library/nginx', subject, null)).toEqual(all);
+    expect(await store.getReferrers('docker.io', 'library/nginx', subject, 'a/sig')).toEqual(signatures);
+    // Other filters, repositories, registries and subjects have nothing cached.
+    expect(await store.getReferrers('docker.io', 'library/nginx', subject, 'a/sbom')).toBeNull();
+    expect(await store.getReferrers('docker.io', 'library/nginx/x', subject, null)).toBeNull();
+    expect(await store.getReferrers('quay.io', 'library/nginx', subject, null)).toBeNull();
+    expect(await store.getReferrers('docker.io', 'library/nginx', signature.digest, null)).toBeNull();
+    // The filter is in the file name only as a hash; a record is not a tag or content.
+    const hex = parseDigest(subject).hex;
+    expect(allFiles(store.root).sort()).toEqual(
+      [`sha256-${hex}.json`, `sha256-${hex}-${digestOf(Buffer.from('a/sig')).slice(7)}.json`].sort(),
+    );
+    expect(await store.getTag('docker.io', 'library/nginx', `sha256-${hex}`)).toBeNull();
+    expect(store.stats()).toMatchObject({ bytes: 0, blobs: 0, manifests: 0 });
+  });
+
+  it('treats an unreadable referrers record as absent', async () => {
+    const store = diskStore();
+    const subject = digestOf(Buffer.from('image'));
+    const record = { manifests: [], source: 'api' as const, fetchedAt: 1 };
+    await store.putReferrers('docker.io', 'library/nginx', subject, null, record);
+    const path = join(store.root, 'referrers', 'docker.io', 'library/nginx', '_referrers');
+    const file = join(path, readdirSync(path)[0]!);
+    for (const text of [
+      '{',
+      '{"manifests":{},"source":"api","fetchedAt":1}',
+      '{"manifests":[],"source":"x"}',
+    ]) {
+      writeFileSync(file, text);
+      expect(await store.getReferrers('docker.io', 'library/nginx', subject, null)).toBeNull();
+    }
   });
 
   it('rebuilds its index from disk in last-use order, so eviction survives a restart', async () => {

@@ -159,6 +159,29 @@ export function describeContentStore(name: string, harness: StoreHarness): void 
       expect(await store.getTag('docker.io', 'library/nginx/latest', 'x')).toEqual(record);
     });
 
+    it('keeps referrers records per subject and artifactType filter, apart from tags', async () => {
+      const store = await newStore();
+      const subject = digestOf(Buffer.from('image'));
+      const signature = {
+        mediaType: 'm',
+        digest: digestOf(Buffer.from('sig')),
+        size: 3,
+        artifactType: 'a/sig',
+      };
+      const all = { manifests: [signature], source: 'api' as const, fetchedAt: 7 };
+      const filtered = { manifests: [signature], source: 'tag' as const, fetchedAt: 8 };
+      await store.putReferrers('docker.io', 'library/nginx', subject, null, all);
+      await store.putReferrers('docker.io', 'library/nginx', subject, 'a/sig', filtered);
+      expect(await store.getReferrers('docker.io', 'library/nginx', subject, null)).toEqual(all);
+      expect(await store.getReferrers('docker.io', 'library/nginx', subject, 'a/sig')).toEqual(filtered);
+      expect(await store.getReferrers('docker.io', 'library/nginx', subject, 'a/sbom')).toBeNull();
+      expect(await store.getReferrers('quay.io', 'library/nginx', subject, null)).toBeNull();
+      expect(
+        await store.getTag('docker.io', 'library/nginx', `sha256-${parseDigest(subject).hex}`),
+      ).toBeNull();
+      expect(store.stats()).toMatchObject({ bytes: 0, blobs: 0, manifests: 0 });
+    });
+
     it('serves everything after a restart, and evicts in last-use order across it', async () => {
       let clock = Date.now();
       const now = () => clock;

@@ -58,7 +58,7 @@ const NO_ANSWER_REASONS = new Set([
   'EAI_AGAIN',
 ]);
 // Reasons that say nothing about the upstream: our own refusal to connect, or the request given up.
-const NO_VERDICT_REASONS = new Set([ADDRESS_FORBIDDEN, 'UND_ERR_ABORTED', 'AbortError']);
+const NO_VERDICT_REASONS = new Set(['ADDRESS_FORBIDDEN', 'UND_ERR_ABORTED', 'ABORT_ERR', 'AbortError']);
 
 /**
  * What a failed request says about its upstream's health: `none` (nobody answered: a connection
@@ -67,6 +67,7 @@ const NO_VERDICT_REASONS = new Set([ADDRESS_FORBIDDEN, 'UND_ERR_ABORTED', 'Abort
  */
 export function answerOf(error: unknown): 'none' | 'unknown' | 'answered' {
   if (!(error instanceof RegistryError)) return 'unknown';
+  if ((error.cause as Error | undefined)?.name === 'AbortError') return 'unknown'; // whatever its code
   const reason = (error.detail as { reason?: unknown } | undefined)?.reason;
   if (typeof reason !== 'string') return 'answered';
   if (NO_ANSWER_REASONS.has(reason)) return 'none';

@@ -1,7 +1,8 @@
 /**
  * @module The one face every store gives the pull layer: blobs by digest (stat, a ranged read that
  * holds the blob against eviction until it is closed, a writer that commits only what the download
- * verified), manifests by digest with their media type, tag and referrers records, usage and eviction, readiness.
+ * verified), manifests by digest with their media type, tag and referrers records, usage and
+ * eviction, readiness.
  * The disk store (cache/disk-store.ts) and the S3 store implement it; one contract suite
  * (test/contract/content-store.contract.ts) runs against each. Nothing above this interface knows
  * about paths, temp files or object keys.
@@ -84,7 +85,7 @@ export interface ContentStore {
   putTag(registry: string, repository: string, tag: string, record: TagRecord): Promise<void>;
   deleteTag(registry: string, repository: string, tag: string): Promise<void>;
 
-  /** The referrers answer cached for a subject digest and artifactType filter (null: none). */
+  /** The referrers of `subject` cached for this artifactType filter (null: unfiltered). */
   getReferrers(
     registry: string,
     repository: string,

@@ -173,7 +173,7 @@ describe('storage paths for hostile input', () => {
       ),
       { numRuns: 1500 },
     );
-    expect(stored).toBeGreaterThan(100); // the property was not vacuous
+    expect(stored).toBeGreaterThan(50); // the property was not vacuous
   }, 120_000); // 1500 runs, each writing files: slow on a busy machine
 
   it('maps referrers requests with an artifactType filter under storage.path', async () => {

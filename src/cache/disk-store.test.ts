@@ -1,7 +1,7 @@
 /**
  * What is particular to the disk store (test/contract/ holds what every store does): file
- * modification times are the last-use record other processes and restarts read, and a refused
- * write leaves no file.
+ * modification times are the last-use record other processes and restarts read, a refused
+ * write leaves no file, and a referrers record's file name holds its filter only as a hash.
  */
 import { existsSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -46,54 +46,6 @@ describe('disk store', () => {
     expect(allFiles(store.root)).toEqual([]);
   });
 
-  it('keeps referrers records per subject and artifactType filter, apart from tags and content', async () => {
-    const store = diskStore();
-    await store.init();
-    const subject = digestOf(Buffer.from('image'));
-    const signature = {
-      mediaType: 'm',
-      digest: digestOf(Buffer.from('sig')),
-      size: 3,
-      artifactType: 'a/sig',
-    };
-    const sbom = { mediaType: 'm', digest: digestOf(Buffer.from('sbom')), size: 4, artifactType: 'a/sbom' };
-    const all = { manifests: [signature, sbom], source: 'api' as const, fetchedAt: 7 };
-    const signatures = { manifests: [signature], source: 'tag' as const, fetchedAt: 8 };
-    await store.putReferrers('docker.io', 'library/nginx', subject, null, all);
-    await store.putReferrers('docker.io', 'library/nginx', subject, 'a/sig', signatures);
-    expect(await store.getReferrers('docker.io', 'library/nginx', subject, null)).toEqual(all);
-    expect(await store.getReferrers('docker.io', 'library/nginx', subject, 'a/sig')).toEqual(signatures);
-    // Other filters, repositories, registries and subjects have nothing cached.
-    expect(await store.getReferrers('docker.io', 'library/nginx', subject, 'a/sbom')).toBeNull();
-    expect(await store.getReferrers('docker.io', 'library/nginx/x', subject, null)).toBeNull();
-    expect(await store.getReferrers('quay.io', 'library/nginx', subject, null)).toBeNull();
-    expect(await store.getReferrers('docker.io', 'library/nginx', signature.digest, null)).toBeNull();
-    // The filter is in the file name only as a hash; a record is not a tag or content.
-    const hex = parseDigest(subject).hex;
-    expect(allFiles(store.root).sort()).toEqual(
-      [`sha256-${hex}.json`, `sha256-${hex}-${digestOf(Buffer.from('a/sig')).slice(7)}.json`].sort(),
-    );
-    expect(await store.getTag('docker.io', 'library/nginx', `sha256-${hex}`)).toBeNull();
-    expect(store.stats()).toMatchObject({ bytes: 0, blobs: 0, manifests: 0 });
-  });
-
-  it('treats an unreadable referrers record as absent', async () => {
-    const store = diskStore();
-    const subject = digestOf(Buffer.from('image'));
-    const record = { manifests: [], source: 'api' as const, fetchedAt: 1 };
-    await store.putReferrers('docker.io', 'library/nginx', subject, null, record);
-    const path = join(store.root, 'referrers', 'docker.io', 'library/nginx', '_referrers');
-    const file = join(path, readdirSync(path)[0]!);
-    for (const text of [
-      '{',
-      '{"manifests":{},"source":"api","fetchedAt":1}',
-      '{"manifests":[],"source":"x"}',
-    ]) {
-      writeFileSync(file, text);
-      expect(await store.getReferrers('docker.io', 'library/nginx', subject, null)).toBeNull();
-    }
-  });
-
   it('rebuilds its index from disk in last-use order, so eviction survives a restart', async () => {
     const first = diskStore();
     const [a, b, c] = [
@@ -114,5 +66,41 @@ describe('disk store', () => {
     expect(existsSync(first.blobPath(b))).toBe(false);
     expect(existsSync(first.blobPath(a))).toBe(true);
     expect(existsSync(first.blobPath(c))).toBe(true);
+  });
+
+  it('names a referrers record by subject and a hash of the filter, apart from tags and content', async () => {
+    const store = diskStore();
+    await store.init();
+    const subject = digestOf(Buffer.from('image'));
+    const record = { manifests: [], source: 'api' as const, fetchedAt: 1 };
+    await store.putReferrers('docker.io', 'library/nginx', subject, null, record);
+    await store.putReferrers('docker.io', 'library/nginx', subject, '../../x/y', record);
+    const hex = parseDigest(subject).hex;
+    const filterHash = digestOf(Buffer.from('../../x/y')).slice('sha256:'.length);
+    expect(allFiles(store.root).sort()).toEqual([`sha256-${hex}-${filterHash}.json`, `sha256-${hex}.json`]);
+    expect(readdirSync(join(store.root, 'referrers', 'docker.io', 'library', 'nginx'))).toEqual([
+      '_referrers',
+    ]);
+    expect(store.stats()).toMatchObject({ bytes: 0, blobs: 0, manifests: 0 });
+  });
+
+  it('treats an unreadable referrers record as absent', async () => {
+    const store = diskStore();
+    const subject = digestOf(Buffer.from('image'));
+    await store.putReferrers('docker.io', 'library/nginx', subject, null, {
+      manifests: [],
+      source: 'api',
+      fetchedAt: 1,
+    });
+    const folder = join(store.root, 'referrers', 'docker.io', 'library/nginx', '_referrers');
+    const file = join(folder, readdirSync(folder)[0]!);
+    for (const text of [
+      '{',
+      '{"manifests":{},"source":"api","fetchedAt":1}',
+      '{"manifests":[],"source":"x"}',
+    ]) {
+      writeFileSync(file, text);
+      expect(await store.getReferrers('docker.io', 'library/nginx', subject, null)).toBeNull();
+    }
   });
 });

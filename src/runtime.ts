@@ -9,6 +9,8 @@ import { createDiskStore } from './cache/disk-store.js';
 import type { Config } from './config.js';
 import { createMetrics } from './metrics.js';
 import { createPuller, type PullerDeps } from './pull/puller.js';
+import type { BudgetNotice } from './upstream/rate-limit-budget.js';
+import type { HealthNotice } from './upstream/upstream-health.js';
 import { createUpstreams, type UpstreamHooks } from './upstream/upstreams.js';
 
 export interface RuntimeHooks {
@@ -56,6 +58,9 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
         `token realm ${realmHost} of ${registry} may not have its credentials: fetching an anonymous token (list it in registries.${registry}.tokenRealms to trust it)`,
       ),
     lookup: hooks.lookup,
+    now: hooks.now,
+    onHealth: (registry, notice) => logHealth(logger, registry, notice),
+    onBudget: (registry, notice) => logBudget(logger, registry, notice),
   });
   const puller = createPuller({
     config,
@@ -70,6 +75,7 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
   metrics.observe({
     cacheStats: () => store.stats(),
     downloadsInFlight: () => puller.inflightCount(),
+    upstreams: () => upstreams.status(),
     ...(cluster ? { clusterMembers: () => cluster.members().length } : {}),
   });
   return {
@@ -90,4 +96,40 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
       await store.close();
     },
   };
+}
+
+function logHealth(logger: Logger, registry: string, notice: HealthNotice): void {
+  if (notice.kind === 'down') {
+    logger.warn(
+      { registry, failures: notice.failures, coolDownSeconds: notice.coolDownSeconds },
+      `upstream registry ${registry} is not answering (${notice.failures} requests in a row): cold requests are answered 503 at once, and one probe every ${notice.coolDownSeconds}s checks whether it is back`,
+    );
+  } else {
+    logger.info(
+      { registry, downForSeconds: notice.downForSeconds },
+      `upstream registry ${registry} answers again`,
+    );
+  }
+}
+
+function logBudget(logger: Logger, registry: string, notice: BudgetNotice): void {
+  switch (notice.kind) {
+    case 'low':
+      logger.warn(
+        { registry, ...notice },
+        `pull limit of ${registry} below ${Math.round(notice.threshold * 100)}%: ${notice.remaining} of ${notice.limit} left, tags are revalidated ${notice.tagTTLFactor}× less often`,
+      );
+      return;
+    case 'spent':
+      logger.warn(
+        { registry, ...notice },
+        `pull limit of ${registry} spent: cached tags are served as they are, other manifests are answered 429 for ${notice.retryAfterSeconds}s`,
+      );
+      return;
+    case 'restored':
+      logger.info(
+        { registry, ...notice },
+        `pull limit of ${registry} has room again: ${notice.remaining} of ${notice.limit} left`,
+      );
+  }
 }

@@ -6,11 +6,15 @@
  *   blobs/sha256/ab/abcdef…          blob bytes
  *   manifests/sha256/ab/abcdef…      "<media type>\n" + manifest bytes
  *   tags/<registry>/<repository>/_tags/<tag>.json   { digest, mediaType, size, fetchedAt }
+ *   referrers/<registry>/<repository>/_referrers/<alg>-<hex>[-<sha256 of artifactType>].json
+ *                                    { manifests, source, fetchedAt }
  *
- * `_tags` cannot be a repository path component (those start with [a-z0-9]), so tag folders never
- * collide with nested repositories. The disk is the truth; the index is for sizes and eviction, so
+ * `_tags` and `_referrers` cannot be repository path components (those start with [a-z0-9]), so
+ * record folders never collide with nested repositories. A referrers record's name holds only the
+ * subject digest's parts and a hash of the artifactType filter, never the filter itself. The disk is the truth; the index is for sizes and eviction, so
  * several processes may share one folder.
  */
+import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError } from '../config.js';
@@ -18,7 +22,7 @@ import type { ByteRange, Manifest } from '../content.js';
 import { DIGEST_ALGORITHMS, type Digest, parseDigest } from '../digest.js';
 import { RegistryError, storageUnavailable } from '../errors.js';
 import { type BlobWriter, isNoSpace } from './blob-writer.js';
-import type { CacheStats, ContentStore, OpenedBlob, TagRecord } from './content-store.js';
+import type { CacheStats, ContentStore, OpenedBlob, ReferrersRecord, TagRecord } from './content-store.js';
 import { createDiskBlobWriter } from './disk-blob-writer.js';
 import { LruIndex } from './lru-index.js';
 import { openPinnedRead } from './pinned-read.js';
@@ -61,6 +65,16 @@ export function createDiskStore(options: DiskStoreOptions): DiskStore {
   const manifestKey = (digest: string) => `manifest:${digest}`;
   const tagPath = (registry: string, repository: string, tag: string) =>
     join(root, 'tags', registry, repository, '_tags', `${tag}.json`);
+  const referrersPath = (
+    registry: string,
+    repository: string,
+    subject: string,
+    artifactType: string | null,
+  ) => {
+    const { algorithm, hex } = parseDigest(subject);
+    const filter = artifactType === null ? '' : `-${createHash('sha256').update(artifactType).digest('hex')}`;
+    return join(root, 'referrers', registry, repository, '_referrers', `${algorithm}-${hex}${filter}.json`);
+  };
 
   function used(key: string, path: string, size: number): void {
     if (!index.has(key)) index.add(key, size);
@@ -150,9 +164,10 @@ export function createDiskStore(options: DiskStoreOptions): DiskStore {
           }
         }
       }
-      // Tag records, and the readiness probes at the top.
+      // Tag and referrers records, and the readiness probes at the top.
       for (const [dir, depth] of [
         [join(root, 'tags'), Number.POSITIVE_INFINITY],
+        [join(root, 'referrers'), Number.POSITIVE_INFINITY],
         [root, 0],
       ] as const) {
         for await (const file of walk(dir, depth)) {
@@ -285,6 +300,46 @@ export function createDiskStore(options: DiskStoreOptions): DiskStore {
 
     async deleteTag(registry: string, repository: string, tag: string): Promise<void> {
       await rm(tagPath(registry, repository, tag), { force: true });
+    },
+
+    // --- referrers ---
+
+    /** The referrers answer cached for a subject digest and artifactType filter (null: none). */
+    async getReferrers(
+      registry: string,
+      repository: string,
+      subject: string,
+      artifactType: string | null,
+    ): Promise<ReferrersRecord | null> {
+      const path = referrersPath(registry, repository, subject, artifactType);
+      const text = await readFile(path, 'utf8').catch((error: unknown) => {
+        if (isMissing(error)) return null;
+        throw readFailure(`referrers of ${registry}/${repository}@${subject}`, error);
+      });
+      if (text === null) return null;
+      try {
+        const record = JSON.parse(text) as ReferrersRecord;
+        const valid =
+          Array.isArray(record.manifests) &&
+          (record.source === 'api' || record.source === 'tag') &&
+          Number.isFinite(record.fetchedAt);
+        return valid ? record : null;
+      } catch {
+        return null; // unreadable record: treat as absent, the next fetch rewrites it
+      }
+    },
+
+    async putReferrers(
+      registry: string,
+      repository: string,
+      subject: string,
+      artifactType: string | null,
+      record: ReferrersRecord,
+    ): Promise<void> {
+      await writeAtomically(
+        referrersPath(registry, repository, subject, artifactType),
+        JSON.stringify(record),
+      );
     },
 
     /** Throws unless the storage folder accepts writes (readiness). */

@@ -32,7 +32,7 @@ function world(ranked: string[], failing: string[] = []) {
       return { size: 100, passed: {} };
     },
   } as unknown as RemoteRegistry;
-  const upstreams: Upstreams = { get: () => upstream, close: async () => {} };
+  const upstreams: Upstreams = { get: () => upstream, status: () => [], close: async () => {} };
   const peers: Peers = {
     blobPeers: () => ranked,
     async openBlob(peer, _route, _digest, offset) {

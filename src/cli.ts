@@ -1,6 +1,6 @@
 #!/usr/bin/env -S node --max-semi-space-size=1 --liftoff-only --no-sparkplug
 /**
- * @module The command line: `pullcache serve | resolve | warm`.
+ * @module The command line: `pullcache serve | resolve | warm | ls | rm | prune | export | import`.
  * The shebang's node flags keep memory low, as every node of a cluster pays it (bench/RESULTS.md):
  * 1 MiB semi-spaces make the young generation collect often, before the socket buffers it holds
  * pile up (serving reads into recycled buffers, so each collection finds little alive); Liftoff only
@@ -12,9 +12,11 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from './config.js';
 import { RegistryError } from './errors.js';
+import { listCommand, pruneCommand, removeCommand } from './inventory-commands.js';
 import { formatReference, parseReference } from './reference.js';
 import { createRuntime } from './runtime.js';
 import { ListenError, startServer } from './server.js';
+import { parseDuration, parseSize } from './units.js';
 import { warmImage } from './warm.js';
 import { jsonLines, progressBar } from './warm-output.js';
 
@@ -22,6 +24,9 @@ const USAGE = `usage:
   pullcache serve [--config FILE] [--listen HOST:PORT] [--storage DIR]
   pullcache resolve [--config FILE] REFERENCE
   pullcache warm [--config FILE] [--storage DIR] REFERENCE... [--platform OS/ARCH]... [--all-platforms]
+  pullcache ls [--config FILE] [--storage DIR] [--registry R] [--json]
+  pullcache rm [--config FILE] [--storage DIR] REFERENCE... [--dry-run] [--json]
+  pullcache prune [--config FILE] [--storage DIR] [--unused-for 30d] [--to SIZE] [--dry-run] [--json]
   pullcache --version
 
 The config file is --config, else $PULLCACHE_CONFIG, else the embedded default (Docker Hub, ./data).`;
@@ -36,6 +41,11 @@ async function main(argv: string[]): Promise<number> {
       storage: { type: 'string' },
       platform: { type: 'string', multiple: true },
       'all-platforms': { type: 'boolean' },
+      registry: { type: 'string' },
+      json: { type: 'boolean' },
+      'unused-for': { type: 'string' },
+      to: { type: 'string' },
+      'dry-run': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean' },
     },
@@ -136,12 +146,53 @@ async function main(argv: string[]): Promise<number> {
       if (failed.length > 0) throw new UsageError(`could not warm ${failed.join(', ')}`);
       return 0;
     }
+    case 'ls': {
+      if (rest.length > 0) throw new UsageError('ls takes no REFERENCE (filter with --registry)');
+      await listCommand(config, { registry: values.registry, json: values.json ?? false }, print);
+      return 0;
+    }
+    case 'rm': {
+      if (rest.length === 0) throw new UsageError('rm takes one or more REFERENCEs');
+      await removeCommand(
+        config,
+        rest,
+        { json: values.json ?? false, dryRun: values['dry-run'] ?? false },
+        print,
+      );
+      return 0;
+    }
+    case 'prune': {
+      const unusedFor = optional(values['unused-for'], parseDuration, '--unused-for takes a duration (30d)');
+      const to = optional(values.to, parseSize, '--to takes a size (20GiB)');
+      if (unusedFor === undefined && to === undefined)
+        throw new UsageError('prune needs --unused-for DURATION, --to SIZE or both');
+      const reached = await pruneCommand(
+        config,
+        { unusedFor, to, json: values.json ?? false, dryRun: values['dry-run'] ?? false },
+        print,
+      );
+      return reached ? 0 : 1;
+    }
     default:
       throw new UsageError(`unknown command ${command}\n${USAGE}`);
   }
 }
 
 class UsageError extends Error {}
+
+const print = (text: string) => process.stdout.write(text);
+
+/** A flag's parsed value, undefined when absent; a UsageError when it does not parse. */
+function optional<T>(
+  value: string | undefined,
+  parse: (s: string) => T | null,
+  message: string,
+): T | undefined {
+  if (value === undefined) return undefined;
+  const parsed = parse(value);
+  if (parsed === null) throw new UsageError(message);
+  return parsed;
+}
 
 /** package.json sits one folder above both src/cli.ts and dist/cli.js (and is in every install). */
 function version(): string {

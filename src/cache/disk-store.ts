@@ -5,7 +5,8 @@
  *
  *   blobs/sha256/ab/abcdef…          blob bytes
  *   manifests/sha256/ab/abcdef…      "<media type>\n" + manifest bytes
- *   tags/<registry>/<repository>/_tags/<tag>.json   { digest, mediaType, size, fetchedAt }
+ *   tags/<registry>/<repository>/_tags/<tag>.json   { digest, mediaType, size, fetchedAt, pulls, lastPulledAt }
+ *   .removals                        touched by `rm`/`prune`: other processes re-check their index
  *
  * `_tags` cannot be a repository path component (those start with [a-z0-9]), so tag folders never
  * collide with nested repositories. The disk is the truth; the index is for sizes and eviction, so
@@ -31,6 +32,28 @@ export interface TagRecord {
   size: number;
   /** When the upstream last confirmed this tag (ms since epoch). */
   fetchedAt: number;
+  /** Client pulls of the tag counted so far (see pull-counter.ts); absent before the first. */
+  pulls?: number;
+  /** When a client last pulled the tag (ms since epoch), written at most once a minute. */
+  lastPulledAt?: number;
+}
+
+/** A cached blob or manifest file, as the inventory sees it. */
+export interface ContentFile {
+  kind: 'blob' | 'manifest';
+  digest: string;
+  /** Bytes on disk (a manifest's include its media type line). */
+  size: number;
+  /** Last use: the file's mtime (touched on use, at most once a minute per process). */
+  lastUsed: number;
+}
+
+/** A tag record with where it lives. */
+export interface TagEntry {
+  registry: string;
+  repository: string;
+  tag: string;
+  record: TagRecord;
 }
 
 export interface CacheStats {
@@ -54,7 +77,10 @@ export interface DiskStoreOptions {
 // recognised by pid at once.)
 const STALE_TEMP_MS = 10 * 60_000;
 // Persisting last use costs a syscall; once a minute per entry is plenty for LRU ordering.
-const TOUCH_INTERVAL_MS = 60_000;
+export const TOUCH_INTERVAL_MS = 60_000;
+// The file `rm` and `prune` touch after removing content, so that a serve process sharing the
+// folder drops what its index still counts (it would otherwise evict for room it already has).
+const REMOVALS_MARK = '.removals';
 
 export type DiskStore = ReturnType<typeof createDiskStore>;
 
@@ -90,6 +116,7 @@ export function createDiskStore(options: DiskStoreOptions) {
 
   /** Evicts least-recently-used, unpinned content until the index holds at most `limit`; the bytes freed. */
   async function evictDownTo(limit: number): Promise<number> {
+    await syncRemovals();
     let freed = 0;
     for (const { key: victim, size } of index.evictUntil(limit)) {
       const [kind, digest] = [victim.slice(0, victim.indexOf(':')), victim.slice(victim.indexOf(':') + 1)];
@@ -108,6 +135,37 @@ export function createDiskStore(options: DiskStoreOptions) {
     touchedAt.set(key, now());
     if (options.maxSize === null || index.totalBytes <= options.maxSize) return;
     await evictDownTo(options.maxSize);
+  }
+
+  let removalsSeen = 0;
+  /**
+   * When another process (`pullcache rm`/`prune`) removed content since the last look, forgets the
+   * index entries whose files are gone. One stat when nothing changed.
+   */
+  async function syncRemovals(): Promise<void> {
+    const mark = await stat(join(root, REMOVALS_MARK)).catch(() => null);
+    if (!mark || mark.mtimeMs === removalsSeen) return;
+    removalsSeen = mark.mtimeMs;
+    for (const key of index.keys()) {
+      const colon = key.indexOf(':');
+      const kind = key.slice(0, colon) === 'blob' ? 'blobs' : 'manifests';
+      const gone = await stat(contentPath(kind, parseDigest(key.slice(colon + 1)))).then(
+        () => false,
+        (error: unknown) => isMissing(error),
+      );
+      if (gone) forget(key);
+    }
+  }
+
+  async function readManifest(digest: string): Promise<Manifest | null> {
+    const data = await readFile(contentPath('manifests', parseDigest(digest))).catch((error: unknown) => {
+      if (isMissing(error)) return null;
+      throw readFailure(`manifest ${digest}`, error);
+    });
+    if (!data) return null;
+    const newline = data.indexOf(0x0a);
+    const bytes = data.subarray(newline + 1);
+    return { mediaType: data.subarray(0, newline).toString('utf8'), digest, size: bytes.length, bytes };
   }
 
   /** Whether a temp file found at start is a leftover: its writer is gone, or it is too old to be alive. */
@@ -167,6 +225,8 @@ export function createDiskStore(options: DiskStoreOptions) {
             await rm(file.path, { force: true });
         }
       }
+      // The walk above saw the folder as it is now: removals noted before it are accounted for.
+      removalsSeen = (await stat(join(root, REMOVALS_MARK)).catch(() => null))?.mtimeMs ?? 0;
       found.sort((a, b) => a.mtime - b.mtime);
       for (const entry of found) {
         index.add(entry.key, entry.size);
@@ -243,19 +303,14 @@ export function createDiskStore(options: DiskStoreOptions) {
     // --- manifests ---
 
     async getManifest(digest: string): Promise<Manifest | null> {
-      const path = contentPath('manifests', parseDigest(digest));
-      const data = await readFile(path).catch((error: unknown) => {
-        if (isMissing(error)) return null;
-        throw readFailure(`manifest ${digest}`, error);
-      });
-      if (!data) {
+      const manifest = await readManifest(digest);
+      if (!manifest) {
         forget(manifestKey(digest));
         return null;
       }
-      const newline = data.indexOf(0x0a);
-      const bytes = data.subarray(newline + 1);
-      used(manifestKey(digest), path, data.length);
-      return { mediaType: data.subarray(0, newline).toString('utf8'), digest, size: bytes.length, bytes };
+      const path = contentPath('manifests', parseDigest(digest));
+      used(manifestKey(digest), path, manifest.size + manifest.mediaType.length + 1);
+      return manifest;
     },
 
     /** Stores a manifest under its digest, verified on the way like a blob. */
@@ -278,22 +333,18 @@ export function createDiskStore(options: DiskStoreOptions) {
     // --- tags ---
 
     async getTag(registry: string, repository: string, tag: string): Promise<TagRecord | null> {
-      const text = await readFile(tagPath(registry, repository, tag), 'utf8').catch((error: unknown) => {
-        if (isMissing(error)) return null;
+      return readTagRecord(tagPath(registry, repository, tag)).catch((error: unknown) => {
         throw readFailure(`tag ${registry}/${repository}:${tag}`, error);
       });
-      if (text === null) return null;
-      try {
-        const record = JSON.parse(text) as TagRecord;
-        parseDigest(record.digest);
-        return record;
-      } catch {
-        return null; // unreadable record: treat as absent, the next fetch rewrites it
-      }
     },
 
+    /** Writes a tag record; the pull counts of the record it replaces are carried over. */
     async putTag(registry: string, repository: string, tag: string, record: TagRecord): Promise<void> {
-      await writeAtomically(tagPath(registry, repository, tag), JSON.stringify(record));
+      const path = tagPath(registry, repository, tag);
+      const previous = record.pulls === undefined ? await readTagRecord(path).catch(() => null) : null;
+      const usage =
+        previous?.pulls !== undefined ? { pulls: previous.pulls, lastPulledAt: previous.lastPulledAt } : {};
+      await writeAtomically(path, JSON.stringify({ ...record, ...usage }));
     },
 
     async deleteTag(registry: string, repository: string, tag: string): Promise<void> {
@@ -307,6 +358,68 @@ export function createDiskStore(options: DiskStoreOptions) {
       await rm(probe, { force: true });
     },
 
+    // --- inventory (`ls`, `rm`, `prune`, the status page): listing and removal across processes ---
+
+    /** Every tag record in the folder. */
+    async *listTags(): AsyncGenerator<TagEntry> {
+      const top = join(root, 'tags');
+      for await (const file of walk(top, Number.POSITIVE_INFINITY)) {
+        const parts = file.path.slice(top.length + 1).split('/');
+        const name = parts.at(-1)!;
+        if (parts.length < 4 || parts.at(-2) !== '_tags' || !name.endsWith('.json')) continue;
+        if (name.startsWith(TEMP_PREFIX)) continue;
+        const record = await readTagRecord(file.path).catch(() => null);
+        if (!record) continue;
+        yield {
+          registry: parts[0]!,
+          repository: parts.slice(1, -2).join('/'),
+          tag: name.slice(0, -'.json'.length),
+          record,
+        };
+      }
+    },
+
+    /** A cached manifest read without counting as a use (taking stock is not pulling). */
+    peekManifest: readManifest,
+
+    /** Every committed blob and manifest file, with its size and last use. */
+    async *listContent(): AsyncGenerator<ContentFile> {
+      for (const kind of ['blobs', 'manifests'] as const) {
+        for (const [algorithm, hexLength] of Object.entries(DIGEST_ALGORITHMS)) {
+          for await (const file of walk(join(root, kind, algorithm), 1)) {
+            const name = file.path.slice(file.path.lastIndexOf('/') + 1);
+            if (name.length !== hexLength || !/^[a-f0-9]+$/.test(name)) continue;
+            yield {
+              kind: kind === 'blobs' ? 'blob' : 'manifest',
+              digest: `${algorithm}:${name}`,
+              size: file.size,
+              lastUsed: file.mtime,
+            };
+          }
+        }
+      }
+    },
+
+    /**
+     * Removes a blob or manifest. Readers that opened it keep reading (the inode lives until their
+     * descriptor closes); a write in progress is a temp file, never touched here. Call
+     * noteRemovals() once done so that other processes sharing the folder update their index.
+     */
+    async removeContent(kind: 'blob' | 'manifest', digest: string): Promise<void> {
+      await rm(contentPath(kind === 'blob' ? 'blobs' : 'manifests', parseDigest(digest)), { force: true });
+      forget(kind === 'blob' ? blobKey(digest) : manifestKey(digest));
+    },
+
+    /** Tells processes sharing the folder that content was removed (they re-check their index). */
+    async noteRemovals(): Promise<void> {
+      const time = new Date(now());
+      await writeFile(join(root, REMOVALS_MARK), '');
+      await utimes(join(root, REMOVALS_MARK), time, time);
+    },
+
+    /** Drops index entries whose files another process removed (before stats are read). */
+    syncRemovals,
+
     stats(): CacheStats {
       return {
         bytes: index.totalBytes,
@@ -317,6 +430,22 @@ export function createDiskStore(options: DiskStoreOptions) {
       };
     },
   };
+}
+
+/** A tag record; null when missing or unreadable (the next fetch rewrites it). Other errors throw. */
+async function readTagRecord(path: string): Promise<TagRecord | null> {
+  const text = await readFile(path, 'utf8').catch((error: unknown) => {
+    if (isMissing(error)) return null;
+    throw error;
+  });
+  if (text === null) return null;
+  try {
+    const record = JSON.parse(text) as TagRecord;
+    parseDigest(record.digest);
+    return record;
+  } catch {
+    return null;
+  }
 }
 
 async function writeAtomically(path: string, text: string): Promise<void> {

@@ -41,7 +41,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.get('/metrics', async (c) =>
     c.body(await deps.metrics.registry.metrics(), 200, { 'content-type': deps.metrics.registry.contentType }),
   );
-  app.get('/_pullcache/stats', (c) => c.json(deps.puller.stats()));
+  app.get('/_pullcache/stats', async (c) => c.json(await deps.puller.stats()));
 
   // Matched on the raw path: the router sees `/v2/../x` already resolved to `/x`, which must be refused.
   app.all('*', (c) => {

@@ -50,7 +50,11 @@ export function createPuller(deps: PullerDeps) {
       mapPullFailure(args[0].registry, listings.referrers(...args)),
     inflightCount: blobs.inflightCount,
     stopDownloads: blobs.stopDownloads,
-    stats: () => ({ ...store.stats(), downloadsInFlight: blobs.inflightCount() }),
+    /** Cache stats, after dropping what another process (`pullcache rm`/`prune`) removed. */
+    async stats() {
+      await store.syncRemovals();
+      return { ...store.stats(), downloadsInFlight: blobs.inflightCount() };
+    },
   };
 }
 

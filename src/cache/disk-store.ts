@@ -5,11 +5,13 @@
  *
  *   blobs/sha256/ab/abcdef…          blob bytes
  *   manifests/sha256/ab/abcdef…      "<media type>\n" + manifest bytes
- *   tags/<registry>/<repository>/_tags/<tag>.json   { digest, mediaType, size, fetchedAt, pulls, lastPulledAt }
+ *   tags/<registry>/<repository>/_tags/<tag>.json   { digest, mediaType, size, fetchedAt }
+ *   tags/<registry>/<repository>/_pulls/<tag>.json  { pulls, lastPulledAt }
  *   .removals                        touched by `rm`/`prune`: other processes re-check their index
  *
- * `_tags` cannot be a repository path component (those start with [a-z0-9]), so tag folders never
- * collide with nested repositories. The disk is the truth; the index is for sizes and eviction, so
+ * `_tags` and `_pulls` cannot be repository path components (those start with [a-z0-9]), so they
+ * never collide with nested repositories. Pull counts live apart from the tag record so that the
+ * counter never races a revalidation rewriting the record, and neither has to read the other first. The disk is the truth; the index is for sizes and eviction, so
  * several processes may share one folder.
  */
 import { mkdir, open, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
@@ -32,10 +34,13 @@ export interface TagRecord {
   size: number;
   /** When the upstream last confirmed this tag (ms since epoch). */
   fetchedAt: number;
-  /** Client pulls of the tag counted so far (see pull-counter.ts); absent before the first. */
-  pulls?: number;
-  /** When a client last pulled the tag (ms since epoch), written at most once a minute. */
-  lastPulledAt?: number;
+}
+
+/** Client pulls of a tag (pull-counter.ts), kept beside its record, not in it (see tagPullsPath). */
+export interface TagPulls {
+  pulls: number;
+  /** ms since epoch; written at most once a minute. */
+  lastPulledAt: number;
 }
 
 /** A cached blob or manifest file, as the inventory sees it. */
@@ -54,6 +59,7 @@ export interface TagEntry {
   repository: string;
   tag: string;
   record: TagRecord;
+  pulls: TagPulls | null;
 }
 
 export interface CacheStats {
@@ -97,6 +103,8 @@ export function createDiskStore(options: DiskStoreOptions) {
   const manifestKey = (digest: string) => `manifest:${digest}`;
   const tagPath = (registry: string, repository: string, tag: string) =>
     join(root, 'tags', registry, repository, '_tags', `${tag}.json`);
+  const tagPullsPath = (registry: string, repository: string, tag: string) =>
+    join(root, 'tags', registry, repository, '_pulls', `${tag}.json`);
 
   function used(key: string, path: string, size: number): void {
     if (!index.has(key)) index.add(key, size);
@@ -338,17 +346,14 @@ export function createDiskStore(options: DiskStoreOptions) {
       });
     },
 
-    /** Writes a tag record; the pull counts of the record it replaces are carried over. */
     async putTag(registry: string, repository: string, tag: string, record: TagRecord): Promise<void> {
-      const path = tagPath(registry, repository, tag);
-      const previous = record.pulls === undefined ? await readTagRecord(path).catch(() => null) : null;
-      const usage =
-        previous?.pulls !== undefined ? { pulls: previous.pulls, lastPulledAt: previous.lastPulledAt } : {};
-      await writeAtomically(path, JSON.stringify({ ...record, ...usage }));
+      await writeAtomically(tagPath(registry, repository, tag), JSON.stringify(record));
     },
 
+    /** Removes a tag record and its pull counts. */
     async deleteTag(registry: string, repository: string, tag: string): Promise<void> {
       await rm(tagPath(registry, repository, tag), { force: true });
+      await rm(tagPullsPath(registry, repository, tag), { force: true });
     },
 
     /** Throws unless the storage folder accepts writes (readiness). */
@@ -370,12 +375,13 @@ export function createDiskStore(options: DiskStoreOptions) {
         if (name.startsWith(TEMP_PREFIX)) continue;
         const record = await readTagRecord(file.path).catch(() => null);
         if (!record) continue;
-        yield {
-          registry: parts[0]!,
-          repository: parts.slice(1, -2).join('/'),
-          tag: name.slice(0, -'.json'.length),
-          record,
-        };
+        const [registry, repository, tag] = [
+          parts[0]!,
+          parts.slice(1, -2).join('/'),
+          name.slice(0, -'.json'.length),
+        ];
+        const pulls = await readPulls(tagPullsPath(registry, repository, tag)).catch(() => null);
+        yield { registry, repository, tag, record, pulls };
       }
     },
 
@@ -417,6 +423,31 @@ export function createDiskStore(options: DiskStoreOptions) {
       await utimes(join(root, REMOVALS_MARK), time, time);
     },
 
+    /**
+     * Adds `count` pulls of a tag, last at `at`; nothing when the tag record is gone (removed).
+     * A read and a rename: two processes adding at the same moment may lose one's count.
+     */
+    async addPulls(
+      registry: string,
+      repository: string,
+      tag: string,
+      count: number,
+      at: number,
+    ): Promise<void> {
+      const exists = await stat(tagPath(registry, repository, tag)).then(
+        () => true,
+        (error: unknown) => {
+          if (isMissing(error)) return false;
+          throw error;
+        },
+      );
+      if (!exists) return;
+      const path = tagPullsPath(registry, repository, tag);
+      const previous = await readPulls(path);
+      const pulls: TagPulls = { pulls: (previous?.pulls ?? 0) + count, lastPulledAt: at };
+      await writeAtomically(path, JSON.stringify(pulls));
+    },
+
     /** Drops index entries whose files another process removed (before stats are read). */
     syncRemovals,
 
@@ -443,6 +474,21 @@ async function readTagRecord(path: string): Promise<TagRecord | null> {
     const record = JSON.parse(text) as TagRecord;
     parseDigest(record.digest);
     return record;
+  } catch {
+    return null;
+  }
+}
+
+/** A tag's pull counts; null when none were written (or the file is unreadable). */
+async function readPulls(path: string): Promise<TagPulls | null> {
+  const text = await readFile(path, 'utf8').catch((error: unknown) => {
+    if (isMissing(error)) return null;
+    throw error;
+  });
+  if (text === null) return null;
+  try {
+    const pulls = JSON.parse(text) as TagPulls;
+    return Number.isSafeInteger(pulls.pulls) && Number.isFinite(pulls.lastPulledAt) ? pulls : null;
   } catch {
     return null;
   }

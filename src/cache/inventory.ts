@@ -19,7 +19,7 @@ export interface CachedImage {
   platforms: string[];
   /** Bytes of this image's blobs and manifests in the cache (shared ones counted in each image). */
   bytes: number;
-  /** Last pull (ms since epoch): the tag record's lastPulledAt or the manifest's last use. */
+  /** Last pull (ms since epoch): the later of the tag's lastPulledAt and the manifest's last use. */
   lastPulled: number | null;
   /** Client pulls counted by the serve process; null for digest-only images. */
   pulls: number | null;
@@ -153,7 +153,7 @@ export async function takeInventory(store: InventoryStore, maxSize: number | nul
 
   const images: CachedImage[] = [];
   const tagged = new Set<string>();
-  for (const { registry, repository, tag, record } of tags) {
+  for (const { registry, repository, tag, record, pulls } of tags) {
     tagged.add(record.digest);
     const described = await describe(record.digest);
     const manifestUse = files.get(contentKey('manifest', record.digest))?.lastUsed ?? 0;
@@ -164,8 +164,8 @@ export async function takeInventory(store: InventoryStore, maxSize: number | nul
       digest: record.digest,
       ...described,
       mediaType: described.mediaType ?? record.mediaType,
-      lastPulled: Math.max(record.lastPulledAt ?? 0, manifestUse) || null,
-      pulls: record.pulls ?? 0,
+      lastPulled: Math.max(pulls?.lastPulledAt ?? 0, manifestUse) || null,
+      pulls: pulls?.pulls ?? 0,
     });
   }
   for (const digest of manifests.keys()) {

@@ -49,6 +49,7 @@ export function createPuller(deps: PullerDeps) {
     referrers: (...args: Parameters<typeof listings.referrers>) =>
       mapPullFailure(args[0].registry, listings.referrers(...args)),
     inflightCount: blobs.inflightCount,
+    downloads: blobs.downloads,
     stopDownloads: blobs.stopDownloads,
     /** Cache stats, after dropping what another process (`pullcache rm`/`prune`) removed. */
     async stats() {

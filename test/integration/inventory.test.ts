@@ -49,7 +49,7 @@ function addLayeredImage(content: RegistryContent, repository: string, tag: stri
   return { manifest, config, base, layer, blobs, bytes };
 }
 
-/** Makes an image's last use `when`: its files' mtimes and its tag record's lastPulledAt. */
+/** Makes an image's last use `when`: its files' mtimes and its tag's lastPulledAt. */
 function lastUsed(
   storage: string,
   repository: string,
@@ -59,10 +59,9 @@ function lastUsed(
   const time = new Date(when);
   utimesSync(manifestFile(storage, image.manifest), time, time);
   for (const digest of image.blobs) utimesSync(blobFile(storage, digest), time, time);
-  const tag = join(storage, 'tags', 'docker.io', repository, '_tags', '1.0.json');
-  const record = JSON.parse(readFileSync(tag, 'utf8')) as Record<string, unknown>;
-  if (record.lastPulledAt !== undefined)
-    writeFileSync(tag, JSON.stringify({ ...record, lastPulledAt: when }));
+  const pulls = join(storage, 'tags', 'docker.io', repository, '_pulls', '1.0.json');
+  const counted = JSON.parse(readFileSync(pulls, 'utf8')) as { pulls: number };
+  writeFileSync(pulls, JSON.stringify({ ...counted, lastPulledAt: when }));
 }
 
 interface Run {

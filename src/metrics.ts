@@ -4,7 +4,7 @@
  * Labels carry registry names and endpoint kinds only: never repositories (unbounded) or secrets.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { CacheStats } from './cache/disk-store.js';
+import type { CacheStats } from './cache/content-store.js';
 
 export interface MetricsSources {
   cacheStats(): CacheStats;

@@ -111,6 +111,7 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
       await puller.stopDownloads(new Error('pullcache is shutting down'), deadline);
       await upstreams.close();
       await pulls.close();
+      await store.close();
     },
   };
 }

@@ -140,7 +140,7 @@ describe('storage paths for hostile input', () => {
       { numRuns: 1500 },
     );
     expect(stored).toBeGreaterThan(100); // the property was not vacuous
-  });
+  }, 120_000); // 1500 runs, each writing files: slow on a busy machine
 
   it('maps every reference that parses (pullcache warm) under storage.path', async () => {
     let stored = 0;
@@ -164,7 +164,7 @@ describe('storage paths for hostile input', () => {
       { numRuns: 1500 },
     );
     expect(stored).toBeGreaterThan(100);
-  });
+  }, 120_000);
 
   it('refuses the classic traversals outright', () => {
     for (const path of [

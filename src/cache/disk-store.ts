@@ -16,59 +16,18 @@
  */
 import { mkdir, open, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ChunkSource } from '../chunk-source.js';
 import { ConfigError } from '../config.js';
 import type { ByteRange, Manifest } from '../content.js';
 import { DIGEST_ALGORITHMS, type Digest, parseDigest } from '../digest.js';
 import { RegistryError, storageUnavailable } from '../errors.js';
 import { type BlobWriter, isNoSpace } from './blob-writer.js';
+import type { CacheStats, ContentStore, OpenedBlob, TagRecord } from './content-store.js';
 import { createDiskBlobWriter } from './disk-blob-writer.js';
+import type { ContentFile, InventoryStore, TagEntry, TagPulls } from './inventory-store.js';
 import { LruIndex } from './lru-index.js';
 import { openPinnedRead } from './pinned-read.js';
 import { TempFile } from './temp-file.js';
 import { TEMP_PREFIX, tempName, tempOwner, writerIsGone } from './temp-name.js';
-
-export interface TagRecord {
-  digest: string;
-  mediaType: string;
-  size: number;
-  /** When the upstream last confirmed this tag (ms since epoch). */
-  fetchedAt: number;
-}
-
-/** Client pulls of a tag (pull-counter.ts), kept beside its record, not in it (see tagPullsPath). */
-export interface TagPulls {
-  pulls: number;
-  /** ms since epoch; written at most once a minute. */
-  lastPulledAt: number;
-}
-
-/** A cached blob or manifest file, as the inventory sees it. */
-export interface ContentFile {
-  kind: 'blob' | 'manifest';
-  digest: string;
-  /** Bytes on disk (a manifest's include its media type line). */
-  size: number;
-  /** Last use: the file's mtime (touched on use, at most once a minute per process). */
-  lastUsed: number;
-}
-
-/** A tag record with where it lives. */
-export interface TagEntry {
-  registry: string;
-  repository: string;
-  tag: string;
-  record: TagRecord;
-  pulls: TagPulls | null;
-}
-
-export interface CacheStats {
-  bytes: number;
-  maxSize: number | null;
-  blobs: number;
-  manifests: number;
-  evictions: number;
-}
 
 export interface DiskStoreOptions {
   root: string;
@@ -88,13 +47,19 @@ export const TOUCH_INTERVAL_MS = 60_000;
 // folder drops what its index still counts (it would otherwise evict for room it already has).
 const REMOVALS_MARK = '.removals';
 
-export type DiskStore = ReturnType<typeof createDiskStore>;
+export interface DiskStore extends ContentStore, InventoryStore {
+  readonly root: string;
+  /** Where a blob's file is (tests, and tools working on the folder). */
+  blobPath(digest: string): string;
+}
 
-export function createDiskStore(options: DiskStoreOptions) {
+export function createDiskStore(options: DiskStoreOptions): DiskStore {
   const { root } = options;
   const now = options.now ?? Date.now;
   const index = new LruIndex();
   const touchedAt = new Map<string, number>();
+  // Last-use writes in flight: close() waits for them, so a restart reads the order they recorded.
+  const touches = new Set<Promise<void>>();
   let evictions = 0;
 
   const contentPath = (kind: 'blobs' | 'manifests', digest: Digest) =>
@@ -113,7 +78,9 @@ export function createDiskStore(options: DiskStoreOptions) {
     if (now() - last >= TOUCH_INTERVAL_MS) {
       touchedAt.set(key, now());
       const time = new Date(now());
-      utimes(path, time, time).catch(() => {});
+      const touch = utimes(path, time, time).catch(() => {});
+      touches.add(touch);
+      void touch.finally(() => touches.delete(touch));
     }
   }
 
@@ -200,6 +167,8 @@ export function createDiskStore(options: DiskStoreOptions) {
 
   return {
     root,
+    location: root,
+    shared: false,
 
     /**
      * Checks the folder is writable (a ConfigError naming it if not), rebuilds the index from disk
@@ -270,14 +239,7 @@ export function createDiskStore(options: DiskStoreOptions) {
     },
 
     /** The cached blob (or a range of it), pinned against eviction until the source closes. */
-    async openBlob(
-      digest: string,
-      range: (size: number) => ByteRange | null,
-    ): Promise<{
-      size: number;
-      range: ByteRange | null;
-      source: ChunkSource;
-    } | null> {
+    async openBlob(digest: string, range: (size: number) => ByteRange | null): Promise<OpenedBlob | null> {
       const path = contentPath('blobs', parseDigest(digest));
       const key = blobKey(digest);
       const release = index.pin(key);
@@ -459,6 +421,10 @@ export function createDiskStore(options: DiskStoreOptions) {
         manifests: index.countWithPrefix('manifest:'),
         evictions,
       };
+    },
+
+    async close(): Promise<void> {
+      await Promise.all(touches);
     },
   };
 }

@@ -6,7 +6,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { MEDIA_TYPES } from '../content.js';
-import type { ContentFile, DiskStore, TagEntry } from './disk-store.js';
+import type { DiskStore } from './disk-store.js';
+import type { ContentFile, TagEntry } from './inventory-store.js';
 
 export interface CachedImage {
   /** Null for a digest-only image: the store keeps manifests by digest, not by repository. */

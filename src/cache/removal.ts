@@ -8,8 +8,9 @@
 import { parseDigest } from '../digest.js';
 import { notFound } from '../errors.js';
 import { parseReference } from '../reference.js';
-import type { ContentFile, DiskStore } from './disk-store.js';
+import type { DiskStore } from './disk-store.js';
 import { type CachedImage, type Inventory, takeInventory } from './inventory.js';
+import type { ContentFile } from './inventory-store.js';
 
 /**
  * `prune` leaves alone what was used this recently: a pull in progress has touched its manifest

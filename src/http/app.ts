@@ -46,7 +46,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.get('/metrics', async (c) =>
     c.body(await deps.metrics.registry.metrics(), 200, { 'content-type': deps.metrics.registry.contentType }),
   );
-  app.get('/_pullcache/stats', async (c) => c.json(await deps.puller.stats()));
+  app.get('/_pullcache/stats', async (c) => {
+    await deps.status.syncRemovals(); // what `pullcache rm`/`prune` removed is not counted
+    return c.json(deps.puller.stats());
+  });
   addStatusPage(app, deps.status);
 
   // Matched on the raw path: the router sees `/v2/../x` already resolved to `/x`, which must be refused.

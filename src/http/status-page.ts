@@ -9,6 +9,8 @@ import { STATUS_PAGE_HTML } from './status-page-html.js';
 
 export interface StatusPageDeps {
   report(): Promise<StatusReport>;
+  /** Drops from the store's counts what another process removed. */
+  syncRemovals(): Promise<void>;
 }
 
 export function addStatusPage(app: Hono<Env>, deps: StatusPageDeps): void {

@@ -7,7 +7,7 @@
  * costs the cache entry, never the answer: the upstream's bytes are served all the same.
  */
 import type { Logger } from 'pino';
-import type { DiskStore, TagRecord } from '../cache/disk-store.js';
+import type { ContentStore, TagRecord } from '../cache/content-store.js';
 import type { Manifest } from '../content.js';
 import { RegistryError } from '../errors.js';
 import type { Route } from '../routing.js';
@@ -23,7 +23,7 @@ export interface ManifestOptions {
 
 export interface ManifestsDeps {
   upstreams: Upstreams;
-  store: DiskStore;
+  store: ContentStore;
   logger: Logger;
   tagTTL: number;
   /** Keep serving a cached tag that the upstream says no longer exists. */

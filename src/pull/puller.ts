@@ -1,6 +1,6 @@
 /** @module The pull-through layer: one object answering every pull the HTTP layer routes to it. */
 import type { Logger } from 'pino';
-import type { DiskStore } from '../cache/disk-store.js';
+import type { ContentStore } from '../cache/content-store.js';
 import type { Config } from '../config.js';
 import type { Upstreams } from '../upstream/upstreams.js';
 import { type BlobsDeps, createBlobs } from './blobs.js';
@@ -12,7 +12,7 @@ import type { PullEvents } from './types.js';
 export interface PullerDeps {
   config: Pick<Config, 'cache' | 'limits'>;
   upstreams: Upstreams;
-  store: DiskStore;
+  store: ContentStore;
   logger: Logger;
   now?: () => number;
   onDownload?: BlobsDeps['onDownload'];
@@ -51,11 +51,7 @@ export function createPuller(deps: PullerDeps) {
     inflightCount: blobs.inflightCount,
     downloads: blobs.downloads,
     stopDownloads: blobs.stopDownloads,
-    /** Cache stats, after dropping what another process (`pullcache rm`/`prune`) removed. */
-    async stats() {
-      await store.syncRemovals();
-      return { ...store.stats(), downloadsInFlight: blobs.inflightCount() };
-    },
+    stats: () => ({ ...store.stats(), downloadsInFlight: blobs.inflightCount() }),
   };
 }
 

@@ -4,7 +4,8 @@
  * downloads in flight, the largest and most pulled images, upstream errors, and upstream health
  * through one hook (`upstreamHealth`) that the upstream health module fills in.
  */
-import type { CacheStats, DiskStore } from '../cache/disk-store.js';
+import type { CacheStats } from '../cache/content-store.js';
+import type { DiskStore } from '../cache/disk-store.js';
 import { type CachedImage, type Inventory, takeInventory } from '../cache/inventory.js';
 import type { PullCounter } from '../cache/pull-counter.js';
 import type { DownloadProgress } from '../pull/blobs.js';
@@ -92,6 +93,7 @@ export function createStatusReport(sources: StatusSources) {
   }
 
   return {
+    syncRemovals: () => sources.store.syncRemovals(),
     async report(): Promise<StatusReport> {
       await sources.store.syncRemovals();
       const { images } = await currentInventory();

@@ -10,6 +10,7 @@ export const STATUS_PAGE_HTML = `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>pullcache status</title>
+<link rel="icon" href="data:,">
 <style>
   :root { --cache: #2e7d32; --upstream: #c77c02; --muted: #666; --line: #ddd; }
   body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5rem; color: #222; max-width: 80rem; }

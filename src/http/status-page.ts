@@ -20,7 +20,7 @@ export function addStatusPage(app: Hono<Env>, deps: StatusPageDeps): void {
     c.html(STATUS_PAGE_HTML, 200, {
       'cache-control': 'no-store',
       'content-security-policy':
-        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'",
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:",
     }),
   );
   app.get('/_pullcache/api/status', async (c) =>

@@ -15,6 +15,7 @@ import { MEDIA_TYPES } from '../content.js';
 import { parseDigest } from '../digest.js';
 import type { Puller } from '../pull/puller.js';
 import { formatReference, parseReference } from '../reference.js';
+import { type Route, resolveRoute } from '../routing.js';
 import { warmImage } from '../warm.js';
 import { blobEntryName, IMAGE_NAME_ANNOTATIONS, LAYOUT_VERSION } from './oci-layout.js';
 import { TarWriter } from './tar.js';
@@ -43,7 +44,7 @@ const INDEX_TYPES = new Set<string>([MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerLis
 const platformOf = (d: Descriptor) =>
   [d.platform?.os, d.platform?.architecture, d.platform?.variant].filter(Boolean).join('/');
 
-type ExportStore = Pick<DiskStore, 'peekManifest' | 'openBlob'>;
+type ExportStore = Pick<DiskStore, 'peekManifest'>;
 
 /** Writes the images `references` name to `file`; returns what it wrote. */
 export async function exportImages(
@@ -54,7 +55,7 @@ export async function exportImages(
 ): Promise<{ images: ExportedImage[]; blobs: number; bytes: number }> {
   const images: ExportedImage[] = [];
   const manifests = new Map<string, { mediaType: string; bytes: Buffer }>();
-  const blobs = new Map<string, number>();
+  const blobs = new Map<string, { size: number; route: Route }>();
   for (const input of references) {
     let top: string | undefined;
     // Whatever is missing comes through the pull layer (verified, and stored for next time).
@@ -87,14 +88,16 @@ export async function exportImages(
         platforms.push(platformOf(d));
       }
     }
+    const ref = parseReference(input);
+    const route = resolveRoute(`${ref.registry}/${ref.repository}`, undefined, deps.config);
     for (const { digest } of children) {
       const document = JSON.parse(manifests.get(digest)!.bytes.toString('utf8')) as {
         config?: Descriptor;
         layers?: Descriptor[];
       };
-      for (const d of [document.config, ...(document.layers ?? [])]) if (d) blobs.set(d.digest, d.size);
+      for (const d of [document.config, ...(document.layers ?? [])])
+        if (d) blobs.set(d.digest, { size: d.size, route });
     }
-    const ref = parseReference(input);
     images.push({
       reference: formatReference(ref),
       digest: manifest.digest,
@@ -124,21 +127,21 @@ export async function exportImages(
     const algorithms = new Set([...manifests.keys(), ...blobs.keys()].map((d) => parseDigest(d).algorithm));
     for (const algorithm of algorithms) await tar.directory(`blobs/${algorithm}`);
     for (const [digest, manifest] of manifests) await tar.bytes(blobEntryName(digest), manifest.bytes);
-    for (const [digest, size] of blobs) {
-      const opened = await deps.store.openBlob(digest, () => null);
-      if (!opened) throw new Error(`blob ${digest} left the cache during the export`);
-      if (opened.size !== size) {
-        await opened.source.close();
-        throw new Error(`blob ${digest} has ${opened.size} bytes, its manifest says ${size}`);
-      }
+    for (const [digest, { size, route }] of blobs) {
+      // Through the pull layer: a blob warm just downloaded may still be committing, and the
+      // download serves it meanwhile; one evicted since is fetched again.
+      const answer = await deps.puller.blob(route, digest, { head: false, range: null });
+      const source = answer.source!;
       try {
+        if (answer.size !== size)
+          throw new Error(`blob ${digest} has ${answer.size} bytes, its manifest says ${size}`);
         const buffer = Buffer.allocUnsafe(1 << 20);
         await tar.file(blobEntryName(digest), size, async (write) => {
-          for (let n = await opened.source.read(buffer); n > 0; n = await opened.source.read(buffer))
+          for (let n = await source.read(buffer); n > 0; n = await source.read(buffer))
             await write(buffer.subarray(0, n));
         });
       } finally {
-        await opened.source.close();
+        await source.close();
       }
       bytes += size;
     }

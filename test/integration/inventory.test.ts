@@ -295,7 +295,7 @@ describe('prune', () => {
     expect(all.images).toEqual(['docker.io/library/middle:1.0', 'docker.io/library/recent:1.0']);
     expect(await listed()).toEqual([]);
     expect(existsSync(blobFile(storage, images[0]!.base))).toBe(false);
-  }, 60_000);
+  }, 120_000);
 });
 
 describe('prune --unused-for', () => {

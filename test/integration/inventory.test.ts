@@ -2,9 +2,10 @@
  * `pullcache ls | rm | prune` on a storage folder a running pullcache serves from: two images from
  * two registries sharing a base layer are listed with their sizes; removing one leaves every file
  * the other needs, which then still pulls with both upstreams gone; prune --to goes by least recent
- * use, and --unused-for by age.
+ * use, and --unused-for by age; a client reading a blob that rm removes gets every byte.
  */
 import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -332,5 +333,44 @@ describe('prune --unused-for', () => {
     const usage = await cli(['prune', '--storage', storage]);
     expect(usage.code).toBe(1);
     expect(usage.stderr).toContain('prune needs --unused-for DURATION, --to SIZE or both');
+  }, 60_000);
+});
+
+describe('rm while a client is reading', () => {
+  it('lets a transfer in progress finish with every byte, though the file is removed', async () => {
+    const hub = new RegistryContent();
+    const big = addLayeredImage(hub, 'library/big', '1.0', randomBytes(16 * 1024 * 1024).toString('base64'));
+    const server = await startLoopback(...registryHandlers(hub, { auth: { kind: 'none' } }));
+    const proxy = await startProxy({ registries: { 'docker.io': { url: server.url } } });
+    folders.push(proxy.storage);
+    try {
+      await pull(proxy, 'big', '1.0', big);
+      await settled(proxy.url);
+      const configFile = join(proxy.storage, 'config.yaml');
+      writeFileSync(
+        configFile,
+        `registries:\n  docker.io: { url: "${server.url}" }\nstorage: { path: "${proxy.storage}" }\n`,
+      );
+
+      const response = await fetch(`${proxy.url}/v2/big/blobs/${big.layer}`);
+      expect(response.status).toBe(200);
+      const reader = response.body!.getReader();
+      const hash = createHash('sha256');
+      const first = await reader.read();
+      hash.update(first.value!);
+      const removed = await local('rm', configFile, { references: ['big:1.0'] });
+      expect(removed.images).toEqual(['docker.io/library/big:1.0']);
+      expect(existsSync(blobFile(proxy.storage, big.layer))).toBe(false);
+      let bytes = first.value!.length;
+      for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+        hash.update(chunk.value);
+        bytes += chunk.value.length;
+      }
+      expect(bytes).toBe(hub.blobs.get(big.layer)!.length);
+      expect(`sha256:${hash.digest('hex')}`).toBe(big.layer);
+    } finally {
+      await proxy.stop();
+      await server.close();
+    }
   }, 60_000);
 });

@@ -13,6 +13,8 @@ import { createPuller, type PullerDeps } from './pull/puller.js';
 import { createStatusReport } from './status/status-report.js';
 import { createTrafficHistory } from './status/traffic-history.js';
 import { createUpstreamErrors } from './status/upstream-errors.js';
+import type { BudgetNotice } from './upstream/rate-limit-budget.js';
+import type { HealthNotice } from './upstream/upstream-health.js';
 import { createUpstreams, type UpstreamHooks } from './upstream/upstreams.js';
 
 export interface RuntimeHooks {
@@ -63,6 +65,9 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
         `token realm ${realmHost} of ${registry} may not have its credentials: fetching an anonymous token (list it in registries.${registry}.tokenRealms to trust it)`,
       ),
     lookup: hooks.lookup,
+    now: hooks.now,
+    onHealth: (registry, notice) => logHealth(logger, registry, notice),
+    onBudget: (registry, notice) => logBudget(logger, registry, notice),
   });
   const puller = createPuller({
     config,
@@ -77,7 +82,11 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
     },
     ...hooks,
   });
-  metrics.observe({ cacheStats: () => store.stats(), downloadsInFlight: () => puller.inflightCount() });
+  metrics.observe({
+    cacheStats: () => store.stats(),
+    downloadsInFlight: () => puller.inflightCount(),
+    upstreams: () => upstreams.status(),
+  });
   const status = createStatusReport({
     store,
     registries: Object.keys(config.registries),
@@ -85,6 +94,17 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
     errors: upstreamErrors,
     pulls,
     downloads: puller.downloads,
+    upstreamHealth(registry) {
+      const upstream = upstreams.status().find((u) => u.registry === registry);
+      if (!upstream) return null;
+      const reading = upstream.rateLimit;
+      return {
+        coolingDown: upstream.coolingDown,
+        rateLimit: reading
+          ? { limit: reading.limit, remaining: reading.remaining, windowSeconds: reading.windowSeconds }
+          : null,
+      };
+    },
   });
   return {
     metrics,
@@ -114,4 +134,40 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
       await store.close();
     },
   };
+}
+
+function logHealth(logger: Logger, registry: string, notice: HealthNotice): void {
+  if (notice.kind === 'down') {
+    logger.warn(
+      { registry, failures: notice.failures, coolDownSeconds: notice.coolDownSeconds },
+      `upstream registry ${registry} is not answering (${notice.failures} requests in a row): cold requests are answered 503 at once, and one probe every ${notice.coolDownSeconds}s checks whether it is back`,
+    );
+  } else {
+    logger.info(
+      { registry, downForSeconds: notice.downForSeconds },
+      `upstream registry ${registry} answers again`,
+    );
+  }
+}
+
+function logBudget(logger: Logger, registry: string, notice: BudgetNotice): void {
+  switch (notice.kind) {
+    case 'low':
+      logger.warn(
+        { registry, ...notice },
+        `pull limit of ${registry} below ${Math.round(notice.threshold * 100)}%: ${notice.remaining} of ${notice.limit} left, tags are revalidated ${notice.tagTTLFactor}× less often`,
+      );
+      return;
+    case 'spent':
+      logger.warn(
+        { registry, ...notice },
+        `pull limit of ${registry} spent: cached tags are served as they are, other manifests are answered 429 for ${notice.retryAfterSeconds}s`,
+      );
+      return;
+    case 'restored':
+      logger.info(
+        { registry, ...notice },
+        `pull limit of ${registry} has room again: ${notice.remaining} of ${notice.limit} left`,
+      );
+  }
 }

@@ -7,13 +7,18 @@
  *   manifests/sha256/ab/abcdef…      "<media type>\n" + manifest bytes
  *   tags/<registry>/<repository>/_tags/<tag>.json   { digest, mediaType, size, fetchedAt }
  *   tags/<registry>/<repository>/_pulls/<tag>.json  { pulls, lastPulledAt }
+ *   referrers/<registry>/<repository>/_referrers/<alg>-<hex>[-<sha256 of artifactType>].json
+ *                                    { manifests, source, fetchedAt }
  *   .removals                        touched by `rm`/`prune`: other processes re-check their index
  *
- * `_tags` and `_pulls` cannot be repository path components (those start with [a-z0-9]), so they
- * never collide with nested repositories. Pull counts live apart from the tag record so that the
- * counter never races a revalidation rewriting the record, and neither has to read the other first. The disk is the truth; the index is for sizes and eviction, so
+ * `_tags`, `_pulls` and `_referrers` cannot be repository path components (those start with
+ * [a-z0-9]), so record folders never collide with nested repositories. A referrers record's name
+ * holds only the subject digest's parts and a hash of the artifactType filter, never the filter
+ * itself. Pull counts live apart from the tag record so that the counter never races a
+ * revalidation rewriting the record, and neither has to read the other first. The disk is the truth; the index is for sizes and eviction, so
  * several processes may share one folder.
  */
+import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError } from '../config.js';
@@ -21,7 +26,7 @@ import type { ByteRange, Manifest } from '../content.js';
 import { DIGEST_ALGORITHMS, type Digest, parseDigest } from '../digest.js';
 import { RegistryError, storageUnavailable } from '../errors.js';
 import { type BlobWriter, isNoSpace } from './blob-writer.js';
-import type { CacheStats, ContentStore, OpenedBlob, TagRecord } from './content-store.js';
+import type { CacheStats, ContentStore, OpenedBlob, ReferrersRecord, TagRecord } from './content-store.js';
 import { createDiskBlobWriter } from './disk-blob-writer.js';
 import type { ContentFile, InventoryStore, TagEntry, TagPulls } from './inventory-store.js';
 import { LruIndex } from './lru-index.js';
@@ -70,6 +75,16 @@ export function createDiskStore(options: DiskStoreOptions): DiskStore {
     join(root, 'tags', registry, repository, '_tags', `${tag}.json`);
   const tagPullsPath = (registry: string, repository: string, tag: string) =>
     join(root, 'tags', registry, repository, '_pulls', `${tag}.json`);
+  const referrersPath = (
+    registry: string,
+    repository: string,
+    subject: string,
+    artifactType: string | null,
+  ) => {
+    const { algorithm, hex } = parseDigest(subject);
+    const filter = artifactType === null ? '' : `-${createHash('sha256').update(artifactType).digest('hex')}`;
+    return join(root, 'referrers', registry, repository, '_referrers', `${algorithm}-${hex}${filter}.json`);
+  };
 
   function used(key: string, path: string, size: number): void {
     if (!index.has(key)) index.add(key, size);
@@ -191,9 +206,10 @@ export function createDiskStore(options: DiskStoreOptions): DiskStore {
           }
         }
       }
-      // Tag records, and the readiness probes at the top.
+      // Tag and referrers records, and the readiness probes at the top.
       for (const [dir, depth] of [
         [join(root, 'tags'), Number.POSITIVE_INFINITY],
+        [join(root, 'referrers'), Number.POSITIVE_INFINITY],
         [root, 0],
       ] as const) {
         for await (const file of walk(dir, depth)) {
@@ -316,6 +332,46 @@ export function createDiskStore(options: DiskStoreOptions): DiskStore {
     async deleteTag(registry: string, repository: string, tag: string): Promise<void> {
       await rm(tagPath(registry, repository, tag), { force: true });
       await rm(tagPullsPath(registry, repository, tag), { force: true });
+    },
+
+    // --- referrers ---
+
+    /** The referrers answer cached for a subject digest and artifactType filter (null: none). */
+    async getReferrers(
+      registry: string,
+      repository: string,
+      subject: string,
+      artifactType: string | null,
+    ): Promise<ReferrersRecord | null> {
+      const path = referrersPath(registry, repository, subject, artifactType);
+      const text = await readFile(path, 'utf8').catch((error: unknown) => {
+        if (isMissing(error)) return null;
+        throw readFailure(`referrers of ${registry}/${repository}@${subject}`, error);
+      });
+      if (text === null) return null;
+      try {
+        const record = JSON.parse(text) as ReferrersRecord;
+        const valid =
+          Array.isArray(record.manifests) &&
+          (record.source === 'api' || record.source === 'tag') &&
+          Number.isFinite(record.fetchedAt);
+        return valid ? record : null;
+      } catch {
+        return null; // unreadable record: treat as absent, the next fetch rewrites it
+      }
+    },
+
+    async putReferrers(
+      registry: string,
+      repository: string,
+      subject: string,
+      artifactType: string | null,
+      record: ReferrersRecord,
+    ): Promise<void> {
+      await writeAtomically(
+        referrersPath(registry, repository, subject, artifactType),
+        JSON.stringify(record),
+      );
     },
 
     /** Throws unless the storage folder accepts writes (readiness). */

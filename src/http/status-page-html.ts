@@ -143,6 +143,15 @@ function chart(slots, cacheOf, upstreamOf, label) {
   return svg;
 }
 
+function health(h) {
+  if (h === null) return 'no request yet';
+  const state = h.coolingDown ? 'not answering: failing fast' : 'answering';
+  if (!h.rateLimit) return state + ' · no pull limit stated';
+  const w = h.rateLimit.windowSeconds;
+  const per = w === null ? '' : ' per ' + (w % 3600 === 0 ? w / 3600 + ' h' : w + ' s');
+  return state + ' · ' + h.rateLimit.remaining + ' of ' + h.rateLimit.limit + ' pulls left' + per;
+}
+
 function imageRows(images) {
   return images.map((i) => [
     cell(i.name),
@@ -189,7 +198,7 @@ function render(s) {
     cell(u.errors.lastHour, 'num'),
     cell(u.errors.sinceStart, 'num'),
     cell(Object.entries(u.errors.byReason).map(([r, n]) => r + ': ' + n).join(', ') || '–'),
-    cell(u.health === null ? 'not tracked yet' : JSON.stringify(u.health), u.health === null ? 'muted' : ''),
+    cell(health(u.health), u.health === null ? 'muted' : ''),
   ]), 'no registry configured');
 
   fill('errors', s.recentErrors.map((e) => [cell(time(e.at)), cell(e.registry), cell(e.reason)]), 'none');

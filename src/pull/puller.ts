@@ -7,6 +7,7 @@ import { type BlobsDeps, createBlobs } from './blobs.js';
 import { createListings } from './listings.js';
 import { createManifests } from './manifests.js';
 import { mapPullFailure } from './pull-failure.js';
+import { createReferrers } from './referrers.js';
 import type { PullEvents } from './types.js';
 
 export interface PullerDeps {
@@ -39,6 +40,14 @@ export function createPuller(deps: PullerDeps) {
     ...(events ? { events } : {}),
   });
   const listings = createListings(upstreams);
+  const referrers = createReferrers({
+    upstreams,
+    store,
+    logger,
+    manifest: manifests.manifest,
+    tagTTL: deps.config.cache.tagTTL,
+    ...(now ? { now } : {}),
+  });
   // The layer's one error boundary: whatever fails below, the client gets a RegistryError.
   return {
     manifest: (...args: Parameters<typeof manifests.manifest>) =>
@@ -46,8 +55,8 @@ export function createPuller(deps: PullerDeps) {
     blob: (...args: Parameters<typeof blobs.blob>) => mapPullFailure(args[0].registry, blobs.blob(...args)),
     tags: (...args: Parameters<typeof listings.tags>) =>
       mapPullFailure(args[0].registry, listings.tags(...args)),
-    referrers: (...args: Parameters<typeof listings.referrers>) =>
-      mapPullFailure(args[0].registry, listings.referrers(...args)),
+    referrers: (...args: Parameters<typeof referrers.referrers>) =>
+      mapPullFailure(args[0].registry, referrers.referrers(...args)),
     inflightCount: blobs.inflightCount,
     downloads: blobs.downloads,
     stopDownloads: blobs.stopDownloads,

@@ -1,8 +1,8 @@
 /**
  * @module The status page's data, also served as JSON (`GET /_pullcache/api/status`): cache size,
  * what the cache saved per registry (hour, day, since start, with per-minute and per-hour series),
- * downloads in flight, the largest and most pulled images, upstream errors, and upstream health
- * through one hook (`upstreamHealth`) that the upstream health module fills in.
+ * downloads in flight, the largest and most pulled images, upstream errors, and each upstream's
+ * health (fail fast) and pull-limit state.
  */
 import type { CacheStats } from '../cache/content-store.js';
 import type { DiskStore } from '../cache/disk-store.js';
@@ -25,12 +25,16 @@ export interface StatusSources {
   errors: UpstreamErrors;
   pulls: PullCounter;
   downloads(): DownloadProgress[];
-  /**
-   * Health and rate-limit state of one upstream (fail-fast state, remaining pull budget), shown as
-   * is under `upstreams[registry].health`. Not wired yet: the upstream health module provides it.
-   */
-  upstreamHealth?: (registry: string) => Record<string, unknown> | null;
+  /** Health and rate-limit state of one upstream (upstream/upstreams.ts); null before its first request. */
+  upstreamHealth(registry: string): UpstreamHealth | null;
   now?: () => number;
+}
+
+export interface UpstreamHealth {
+  /** Requests are refused at once: it stopped answering (fail fast), until a probe gets an answer. */
+  coolingDown: boolean;
+  /** Its last statement of its pull limit; null if it never sent one. */
+  rateLimit: { limit: number; remaining: number; windowSeconds: number | null } | null;
 }
 
 export interface StatusImage {
@@ -52,7 +56,7 @@ export interface StatusReport {
   traffic: Record<string, RegistryTraffic>;
   downloads: (Omit<DownloadProgress, 'startedAt'> & { startedAt: string })[];
   images: { count: number; largest: StatusImage[]; mostPulled: StatusImage[] };
-  upstreams: Record<string, { errors: RegistryErrors; health: Record<string, unknown> | null }>;
+  upstreams: Record<string, { errors: RegistryErrors; health: UpstreamHealth | null }>;
   recentErrors: (Omit<UpstreamError, 'at'> & { at: string })[];
 }
 
@@ -122,7 +126,7 @@ export function createStatusReport(sources: StatusSources) {
             registry,
             {
               errors: errors[registry] ?? { lastHour: 0, sinceStart: 0, byReason: {}, lastAt: null },
-              health: sources.upstreamHealth?.(registry) ?? null,
+              health: sources.upstreamHealth(registry),
             },
           ]),
         ),

@@ -97,7 +97,7 @@ describe('the status page in Chromium', () => {
       .locator('#upstreams tbody tr', { hasText: 'docker.io' })
       .locator('td')
       .allTextContents();
-    expect(upstream).toEqual(['docker.io', '0', '0', '–', 'not tracked yet']);
+    expect(upstream).toEqual(['docker.io', '0', '0', '–', 'answering · no pull limit stated']);
     expect(await page.locator('#downloads tbody tr.empty').textContent()).toBe('none');
     expect(await page.locator('#errors tbody tr.empty').textContent()).toBe('none');
     expect(await page.locator('#cache-summary').textContent()).toContain(`${api.cache.blobs} blobs`);

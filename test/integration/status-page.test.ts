@@ -1,8 +1,8 @@
 /**
  * The status API and page (`/_pullcache/api/status`, `/_pullcache/`): after pulls from two
  * registries it reports answers from the cache and from the upstream with their bytes, the images
- * by size and pulls (pull counts reach the tag records), a download in flight with its progress,
- * upstream errors; and it is behind the same client rules as /v2.
+ * by size and pulls (pull counts reach the disk), a download in flight with its progress, upstream
+ * errors and pull limits; and it is behind the same client rules as /v2.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -26,7 +26,13 @@ let quayServer: LoopbackServer;
 let proxy: TestProxy;
 
 beforeAll(async () => {
-  hubServer = await startLoopback(big.handler, ...registryHandlers(hub, { auth: { kind: 'none' } }));
+  hubServer = await startLoopback(
+    big.handler,
+    ...registryHandlers(hub, {
+      auth: { kind: 'none' },
+      headers: { 'ratelimit-limit': '100;w=21600', 'ratelimit-remaining': '76;w=21600' },
+    }),
+  );
   quayServer = await startLoopback(
     http.get('/v2/team/broken/manifests/:ref', () =>
       HttpResponse.json({ errors: [{ code: 'UNAVAILABLE', message: 'down' }] }, { status: 503 }),
@@ -98,8 +104,9 @@ describe('the status API', () => {
     expect(Object.keys(report.upstreams)).toEqual(['docker.io', 'quay.io']);
     expect(report.upstreams['docker.io']).toEqual({
       errors: { lastHour: 0, sinceStart: 0, byReason: {}, lastAt: null },
-      health: null,
+      health: { coolingDown: false, rateLimit: { limit: 100, remaining: 76, windowSeconds: 21600 } },
     });
+    expect(report.upstreams['quay.io']!.health).toEqual({ coolingDown: false, rateLimit: null });
   });
 
   it('writes the pull counts beside the tag records when the server stops', async () => {

@@ -252,6 +252,16 @@ const schema = z
         message: 'headersTimeout must not be longer than requestTimeout',
       })
       .prefault({}),
+    prefetch: z
+      .strictObject({
+        // On: containerd fetches three blobs at a time, so each cold layer after the third waits for
+        // a turn; started when the image manifest is served, all of them download at once.
+        layers: z.boolean().default(true),
+        // 10 GiB: bigger than almost any image a node runs; beyond it a pull that stops early (a
+        // client that already has most layers) would cost too much unasked-for traffic.
+        maxBytes: size.default(10 * 2 ** 30),
+      })
+      .prefault({}),
     cluster: clusterSchema.optional(),
   })
   .superRefine((config, ctx) => {

@@ -11,6 +11,7 @@ export interface RuntimeHooks {
   /** Test clock for tag TTLs and last-use times. */
   now?: () => number;
   onDownload?: PullerDeps['onDownload'];
+  onPrefetch?: PullerDeps['onPrefetch'];
   /** DNS lookup for upstream connections (tests map host names to loopback addresses). */
   lookup?: UpstreamHooks['lookup'];
 }

@@ -173,6 +173,20 @@ const registrySchema = z
     path: ['url'],
   });
 
+// Another pullcache that every upstream request goes to (with ?ns=<registry>); absent: the registries.
+const parentSchema = z.strictObject({
+  url: z
+    .url({ protocol: /^https?$/, error: 'expected an http(s) URL such as http://pullcache-central:5000' })
+    .transform((u) => u.replace(/\/+$/, '').replace(/\/v2$/i, ''))
+    .refine((u) => !isForbiddenAddress(new URL(u).hostname), {
+      message: 'is a link-local or cloud metadata address, which pullcache never connects to',
+    }),
+  // The parent's client auth (one of its auth.tokens), sent as a Bearer token to the parent only.
+  token: z.string().min(1).optional(),
+  // direct: while the parent is down, go to the registry itself (a node keeps pulling); none: fail.
+  fallback: z.enum(['direct', 'none']).default('direct'),
+});
+
 const schema = z
   .strictObject({
     listen: hostPort.default('0.0.0.0:5000'),
@@ -263,6 +277,7 @@ const schema = z
       })
       .prefault({}),
     cluster: clusterSchema.optional(),
+    parent: parentSchema.optional(),
   })
   .superRefine((config, ctx) => {
     for (const host of Object.keys(config.registries)) {
@@ -287,6 +302,7 @@ const schema = z
 export type Config = z.output<typeof schema>;
 export type RegistryConfig = Config['registries'][string];
 export type ClusterConfig = NonNullable<Config['cluster']>;
+export type ParentConfig = NonNullable<Config['parent']>;
 
 /**
  * Every key the config accepts, dotted, with `<name>` for a map's own keys (`storage.maxSize`,

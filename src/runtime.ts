@@ -40,7 +40,19 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
         { registry, realmHost, reason },
         `token realm ${realmHost} of ${registry} may not have its credentials: fetching an anonymous token (list it in registries.${registry}.tokenRealms to trust it)`,
       ),
+    onParentDown: (parent, reason) =>
+      logger.warn(
+        { parent, reason },
+        'parent pullcache unreachable: pulling from the registries directly until it is back',
+      ),
+    onParentUp: (parent) => logger.info({ parent }, 'parent pullcache reachable again: pulling through it'),
+    onParentFallback: (registry, reason) =>
+      logger.warn(
+        { registry, reason },
+        'parent pullcache could not serve a request: sent it to the registry',
+      ),
     lookup: hooks.lookup,
+    ...(hooks.now ? { now: hooks.now } : {}),
   });
   const puller = createPuller({
     config,

@@ -18,6 +18,8 @@ describe('parseConfig', () => {
         maxRedirects: 5,
         minRate: 32 * 1024,
         minRateWindow: 30_000,
+        failFast: { failures: 3, coolDown: 10_000 },
+        rateLimit: { thresholds: [0.5, 0.25, 0.1], stretch: 4, wait: 60_000 },
       },
       limits: {
         headersTimeout: 10_000,
@@ -128,6 +130,17 @@ describe('parseConfig', () => {
       'limits: headersTimeout must not be longer than requestTimeout',
     ],
     [{ ...minimal, limits: { maxConnections: 0 } }, 'limits.maxConnections'],
+    [{ ...minimal, upstream: { failFast: { failures: 0 } } }, 'upstream.failFast.failures'],
+    [
+      { ...minimal, upstream: { failFast: { coolDown: '500ms' } } },
+      'upstream.failFast.coolDown: coolDown must be at least 1s',
+    ],
+    [{ ...minimal, upstream: { rateLimit: { thresholds: [0.5, 1] } } }, 'upstream.rateLimit.thresholds.1'],
+    [
+      { ...minimal, upstream: { rateLimit: { thresholds: [0.5, 0.5] } } },
+      'upstream.rateLimit.thresholds: thresholds must differ',
+    ],
+    [{ ...minimal, upstream: { rateLimit: { stretch: 0.5 } } }, 'upstream.rateLimit.stretch'],
   ])('refuses %j naming the bad key', (document, message) => {
     expect(() => parseConfig(document, {})).toThrow(ConfigError);
     expect(() => parseConfig(document, {})).toThrow(message);

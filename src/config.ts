@@ -200,7 +200,8 @@ const schema = z
     defaultRegistry: z.string().default('docker.io'),
     cache: z
       .strictObject({
-        // Five minutes: a moved tag is seen soon, and a burst of node pulls costs one upstream HEAD.
+        // Five minutes: a moved tag (or a new signature) is seen soon, and a burst of node pulls costs
+        // one upstream HEAD. Referrers lists share it: signatures are added around pushes, as tags move.
         tagTTL: duration.default(5 * 60_000),
         // Off: a tag deleted upstream should disappear from the mirror too.
         serveDeletedTags: z.boolean().default(false),
@@ -217,6 +218,30 @@ const schema = z
         // its clients for hours. A body slower than this is resumed with a Range request, then failed.
         minRate: rate.default(32 * 1024),
         minRateWindow: positive(duration).default(30_000),
+        failFast: z
+          .strictObject({
+            // 3 in a row: one lost connection is not an outage, and a rollout's burst of cold requests
+            // trips it within one timeout rather than each of them waiting out its own.
+            failures: z.number().int().min(1).default(3),
+            // 10s: clients fall back at once meanwhile, and a registry that is back is used again soon.
+            coolDown: duration
+              .default(10_000)
+              .refine((ms) => ms >= 1000, { message: 'coolDown must be at least 1s' }),
+          })
+          .prefault({}),
+        rateLimit: z
+          .strictObject({
+            // Half, a quarter, a tenth left: revalidate less and less as the budget runs low.
+            thresholds: z
+              .array(z.number().gt(0).lt(1))
+              .default([0.5, 0.25, 0.1])
+              .refine((t) => new Set(t).size === t.length, { message: 'thresholds must differ' }),
+            // 4× per threshold: a 5m tagTTL becomes 20m, 80m, then 5h20m, below Docker Hub's 6h window.
+            stretch: z.number().min(1).default(4),
+            // 60s after a 429 that says neither Retry-After nor a window: long enough not to hammer it.
+            wait: positive(duration).default(60_000),
+          })
+          .prefault({}),
       })
       .prefault({}),
     registries: z

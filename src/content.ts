@@ -1,4 +1,5 @@
 /** @module What a registry serves, as both the cache and the upstream describe it (the same face for both). */
+import type { Readable } from 'node:stream';
 
 /** Manifest media types a pull-through cache understands; anything else is passed on as bytes. */
 export const MEDIA_TYPES = {
@@ -20,6 +21,15 @@ export interface ManifestHead {
 
 export interface Manifest extends ManifestHead {
   bytes: Buffer;
+}
+
+/** A blob's bytes from some offset on, as a source of them (an upstream, a peer) sends them. */
+export interface BlobPart {
+  /** Total blob size, when the source says (Content-Length of a 200, or the Content-Range total). */
+  total: number | null;
+  /** Offset of the first byte of `stream` in the blob (0 when the source ignored the Range). */
+  startsAt: number;
+  stream: Readable;
 }
 
 /** An inclusive byte range, as in HTTP's `Range: bytes=start-end`. */

@@ -5,6 +5,8 @@ import { createDiskStore } from './cache/disk-store.js';
 import type { Config } from './config.js';
 import { createMetrics } from './metrics.js';
 import { createPuller, type PullerDeps } from './pull/puller.js';
+import type { BudgetNotice } from './upstream/rate-limit-budget.js';
+import type { HealthNotice } from './upstream/upstream-health.js';
 import { createUpstreams, type UpstreamHooks } from './upstream/upstreams.js';
 
 export interface RuntimeHooks {
@@ -52,7 +54,9 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
         'parent pullcache could not serve a request: sent it to the registry',
       ),
     lookup: hooks.lookup,
-    ...(hooks.now ? { now: hooks.now } : {}),
+    now: hooks.now,
+    onHealth: (registry, notice) => logHealth(logger, registry, notice),
+    onBudget: (registry, notice) => logBudget(logger, registry, notice),
   });
   const puller = createPuller({
     config,
@@ -62,7 +66,11 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
     events: { fetched: (registry, bytes) => metrics.fetchedBytes.inc({ registry }, bytes) },
     ...hooks,
   });
-  metrics.observe({ cacheStats: () => store.stats(), downloadsInFlight: () => puller.inflightCount() });
+  metrics.observe({
+    cacheStats: () => store.stats(),
+    downloadsInFlight: () => puller.inflightCount(),
+    upstreams: () => upstreams.status(),
+  });
   return {
     metrics,
     store,
@@ -76,6 +84,43 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
     async close(deadline = Number.POSITIVE_INFINITY): Promise<void> {
       await puller.stopDownloads(new Error('pullcache is shutting down'), deadline);
       await upstreams.close();
+      await store.close();
     },
   };
+}
+
+function logHealth(logger: Logger, registry: string, notice: HealthNotice): void {
+  if (notice.kind === 'down') {
+    logger.warn(
+      { registry, failures: notice.failures, coolDownSeconds: notice.coolDownSeconds },
+      `upstream registry ${registry} is not answering (${notice.failures} requests in a row): cold requests are answered 503 at once, and one probe every ${notice.coolDownSeconds}s checks whether it is back`,
+    );
+  } else {
+    logger.info(
+      { registry, downForSeconds: notice.downForSeconds },
+      `upstream registry ${registry} answers again`,
+    );
+  }
+}
+
+function logBudget(logger: Logger, registry: string, notice: BudgetNotice): void {
+  switch (notice.kind) {
+    case 'low':
+      logger.warn(
+        { registry, ...notice },
+        `pull limit of ${registry} below ${Math.round(notice.threshold * 100)}%: ${notice.remaining} of ${notice.limit} left, tags are revalidated ${notice.tagTTLFactor}× less often`,
+      );
+      return;
+    case 'spent':
+      logger.warn(
+        { registry, ...notice },
+        `pull limit of ${registry} spent: cached tags are served as they are, other manifests are answered 429 for ${notice.retryAfterSeconds}s`,
+      );
+      return;
+    case 'restored':
+      logger.info(
+        { registry, ...notice },
+        `pull limit of ${registry} has room again: ${notice.remaining} of ${notice.limit} left`,
+      );
+  }
 }

@@ -6,40 +6,28 @@
  *   blobs/sha256/ab/abcdef…          blob bytes
  *   manifests/sha256/ab/abcdef…      "<media type>\n" + manifest bytes
  *   tags/<registry>/<repository>/_tags/<tag>.json   { digest, mediaType, size, fetchedAt }
+ *   referrers/<registry>/<repository>/_referrers/<alg>-<hex>[-<sha256 of artifactType>].json
+ *                                    { manifests, source, fetchedAt }
  *
- * `_tags` cannot be a repository path component (those start with [a-z0-9]), so tag folders never
- * collide with nested repositories. The disk is the truth; the index is for sizes and eviction, so
+ * `_tags` and `_referrers` cannot be repository path components (those start with [a-z0-9]), so
+ * record folders never collide with nested repositories. A referrers record's name holds only the
+ * subject digest's parts and a hash of the artifactType filter, never the filter itself. The disk is the truth; the index is for sizes and eviction, so
  * several processes may share one folder.
  */
+import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ChunkSource } from '../chunk-source.js';
 import { ConfigError } from '../config.js';
 import type { ByteRange, Manifest } from '../content.js';
 import { DIGEST_ALGORITHMS, type Digest, parseDigest } from '../digest.js';
 import { RegistryError, storageUnavailable } from '../errors.js';
 import { type BlobWriter, isNoSpace } from './blob-writer.js';
+import type { CacheStats, ContentStore, OpenedBlob, ReferrersRecord, TagRecord } from './content-store.js';
 import { createDiskBlobWriter } from './disk-blob-writer.js';
 import { LruIndex } from './lru-index.js';
 import { openPinnedRead } from './pinned-read.js';
 import { TempFile } from './temp-file.js';
 import { TEMP_PREFIX, tempName, tempOwner, writerIsGone } from './temp-name.js';
-
-export interface TagRecord {
-  digest: string;
-  mediaType: string;
-  size: number;
-  /** When the upstream last confirmed this tag (ms since epoch). */
-  fetchedAt: number;
-}
-
-export interface CacheStats {
-  bytes: number;
-  maxSize: number | null;
-  blobs: number;
-  manifests: number;
-  evictions: number;
-}
 
 export interface DiskStoreOptions {
   root: string;
@@ -56,13 +44,19 @@ const STALE_TEMP_MS = 10 * 60_000;
 // Persisting last use costs a syscall; once a minute per entry is plenty for LRU ordering.
 const TOUCH_INTERVAL_MS = 60_000;
 
-export type DiskStore = ReturnType<typeof createDiskStore>;
+export interface DiskStore extends ContentStore {
+  readonly root: string;
+  /** Where a blob's file is (tests, and tools working on the folder). */
+  blobPath(digest: string): string;
+}
 
-export function createDiskStore(options: DiskStoreOptions) {
+export function createDiskStore(options: DiskStoreOptions): DiskStore {
   const { root } = options;
   const now = options.now ?? Date.now;
   const index = new LruIndex();
   const touchedAt = new Map<string, number>();
+  // Last-use writes in flight: close() waits for them, so a restart reads the order they recorded.
+  const touches = new Set<Promise<void>>();
   let evictions = 0;
 
   const contentPath = (kind: 'blobs' | 'manifests', digest: Digest) =>
@@ -71,6 +65,16 @@ export function createDiskStore(options: DiskStoreOptions) {
   const manifestKey = (digest: string) => `manifest:${digest}`;
   const tagPath = (registry: string, repository: string, tag: string) =>
     join(root, 'tags', registry, repository, '_tags', `${tag}.json`);
+  const referrersPath = (
+    registry: string,
+    repository: string,
+    subject: string,
+    artifactType: string | null,
+  ) => {
+    const { algorithm, hex } = parseDigest(subject);
+    const filter = artifactType === null ? '' : `-${createHash('sha256').update(artifactType).digest('hex')}`;
+    return join(root, 'referrers', registry, repository, '_referrers', `${algorithm}-${hex}${filter}.json`);
+  };
 
   function used(key: string, path: string, size: number): void {
     if (!index.has(key)) index.add(key, size);
@@ -79,7 +83,9 @@ export function createDiskStore(options: DiskStoreOptions) {
     if (now() - last >= TOUCH_INTERVAL_MS) {
       touchedAt.set(key, now());
       const time = new Date(now());
-      utimes(path, time, time).catch(() => {});
+      const touch = utimes(path, time, time).catch(() => {});
+      touches.add(touch);
+      void touch.finally(() => touches.delete(touch));
     }
   }
 
@@ -134,6 +140,8 @@ export function createDiskStore(options: DiskStoreOptions) {
 
   return {
     root,
+    location: root,
+    shared: false,
 
     /**
      * Checks the folder is writable (a ConfigError naming it if not), rebuilds the index from disk
@@ -156,9 +164,10 @@ export function createDiskStore(options: DiskStoreOptions) {
           }
         }
       }
-      // Tag records, and the readiness probes at the top.
+      // Tag and referrers records, and the readiness probes at the top.
       for (const [dir, depth] of [
         [join(root, 'tags'), Number.POSITIVE_INFINITY],
+        [join(root, 'referrers'), Number.POSITIVE_INFINITY],
         [root, 0],
       ] as const) {
         for await (const file of walk(dir, depth)) {
@@ -202,14 +211,7 @@ export function createDiskStore(options: DiskStoreOptions) {
     },
 
     /** The cached blob (or a range of it), pinned against eviction until the source closes. */
-    async openBlob(
-      digest: string,
-      range: (size: number) => ByteRange | null,
-    ): Promise<{
-      size: number;
-      range: ByteRange | null;
-      source: ChunkSource;
-    } | null> {
+    async openBlob(digest: string, range: (size: number) => ByteRange | null): Promise<OpenedBlob | null> {
       const path = contentPath('blobs', parseDigest(digest));
       const key = blobKey(digest);
       const release = index.pin(key);
@@ -300,6 +302,46 @@ export function createDiskStore(options: DiskStoreOptions) {
       await rm(tagPath(registry, repository, tag), { force: true });
     },
 
+    // --- referrers ---
+
+    /** The referrers answer cached for a subject digest and artifactType filter (null: none). */
+    async getReferrers(
+      registry: string,
+      repository: string,
+      subject: string,
+      artifactType: string | null,
+    ): Promise<ReferrersRecord | null> {
+      const path = referrersPath(registry, repository, subject, artifactType);
+      const text = await readFile(path, 'utf8').catch((error: unknown) => {
+        if (isMissing(error)) return null;
+        throw readFailure(`referrers of ${registry}/${repository}@${subject}`, error);
+      });
+      if (text === null) return null;
+      try {
+        const record = JSON.parse(text) as ReferrersRecord;
+        const valid =
+          Array.isArray(record.manifests) &&
+          (record.source === 'api' || record.source === 'tag') &&
+          Number.isFinite(record.fetchedAt);
+        return valid ? record : null;
+      } catch {
+        return null; // unreadable record: treat as absent, the next fetch rewrites it
+      }
+    },
+
+    async putReferrers(
+      registry: string,
+      repository: string,
+      subject: string,
+      artifactType: string | null,
+      record: ReferrersRecord,
+    ): Promise<void> {
+      await writeAtomically(
+        referrersPath(registry, repository, subject, artifactType),
+        JSON.stringify(record),
+      );
+    },
+
     /** Throws unless the storage folder accepts writes (readiness). */
     async probeWritable(): Promise<void> {
       const probe = join(root, tempName('ready'));
@@ -315,6 +357,10 @@ export function createDiskStore(options: DiskStoreOptions) {
         manifests: index.countWithPrefix('manifest:'),
         evictions,
       };
+    },
+
+    async close(): Promise<void> {
+      await Promise.all(touches);
     },
   };
 }

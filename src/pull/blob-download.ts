@@ -13,26 +13,19 @@
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type BlobWriter, isNoSpace } from '../cache/blob-writer.js';
+import type { BlobPart } from '../content.js';
 import { createDigester, type Digest } from '../digest.js';
 import { RegistryError, storageUnavailable, upstreamInvalid, upstreamUnavailable } from '../errors.js';
 import { DownloadClients, type DownloadReader } from './download-clients.js';
 import { MemoryWindow } from './memory-window.js';
 import { createSignal, type Signal } from './signal.js';
 
-export interface UpstreamPart {
-  /** Total blob size, when the upstream says (Content-Length of a 200, or the Content-Range total). */
-  total: number | null;
-  /** Offset of the first byte of `stream` in the blob (0 when the upstream ignored the Range). */
-  startsAt: number;
-  stream: Readable;
-}
-
 export interface DownloadDeps {
   digest: Digest;
   /** The registry it comes from, named in errors. */
   registry: string;
   /** Asks the upstream for the blob from `offset` on; throws a RegistryError for error answers. */
-  fetch(offset: number): Promise<UpstreamPart>;
+  fetch(offset: number): Promise<BlobPart>;
   /** Where the bytes are stored; created once the upstream has answered. */
   createWriter(): Promise<BlobWriter>;
   /** Frees room in the store after a write found it full; resolves the bytes freed (0: none). */
@@ -262,7 +255,7 @@ export class BlobDownload {
     const maxResumes = this.deps.maxResumes ?? DEFAULT_MAX_RESUMES;
     for (let resumes = 0; ; resumes++) {
       if (this.aborted) throw this.aborted;
-      let part: UpstreamPart;
+      let part: BlobPart;
       this.attempts++;
       try {
         part = await this.deps.fetch(this.available);
@@ -310,7 +303,7 @@ export class BlobDownload {
     }
   }
 
-  private async copy(part: UpstreamPart): Promise<void> {
+  private async copy(part: BlobPart): Promise<void> {
     this.current = part.stream;
     if (this.aborted) {
       part.stream.destroy();

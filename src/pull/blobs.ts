@@ -5,14 +5,14 @@
  * is a logged storage error (503), never a silent re-download.
  */
 import type { Logger } from 'pino';
-import { parseContentRange, type RangeSpec, resolveRange } from '../byte-range.js';
-import type { DiskStore } from '../cache/disk-store.js';
+import { type RangeSpec, resolveRange } from '../byte-range.js';
+import type { ContentStore } from '../cache/content-store.js';
 import type { ByteRange } from '../content.js';
 import { parseDigest } from '../digest.js';
-import { RegistryError, storageUnavailable, upstreamInvalid, upstreamUnavailable } from '../errors.js';
+import { RegistryError, storageUnavailable, upstreamUnavailable } from '../errors.js';
 import type { Route } from '../routing.js';
 import type { Upstreams } from '../upstream/upstreams.js';
-import { BlobDownload, type UpstreamPart } from './blob-download.js';
+import { BlobDownload } from './blob-download.js';
 import { createDownloadSource } from './download-source.js';
 import { createLimiter } from './limiter.js';
 import { createLocalRead } from './local-read.js';
@@ -25,7 +25,7 @@ export interface BlobOptions {
 
 export interface BlobsDeps {
   upstreams: Upstreams;
-  store: DiskStore;
+  store: ContentStore;
   logger: Logger;
   /** Called when a download starts (tests). */
   onDownload?: (download: BlobDownload, route: Route) => void;
@@ -56,23 +56,7 @@ export function createBlobs({
     const download = new BlobDownload({
       digest: parseDigest(digest),
       registry: route.registry,
-      fetch: async (offset): Promise<UpstreamPart> => {
-        const response = await remote.getBlob(
-          route.repository,
-          digest,
-          offset > 0 ? { range: `bytes=${offset}-` } : {},
-        );
-        if (response.status === 206) {
-          const contentRange = parseContentRange(String(response.headers['content-range'] ?? ''));
-          if (!contentRange) {
-            response.body.destroy();
-            throw upstreamInvalid(route.registry, 'sent an invalid range', 'UNAVAILABLE');
-          }
-          return { total: contentRange.size, startsAt: contentRange.range.start, stream: response.body };
-        }
-        const length = Number(response.headers['content-length']);
-        return { total: Number.isSafeInteger(length) ? length : null, startsAt: 0, stream: response.body };
-      },
+      fetch: (offset) => remote.openBlob(route.repository, digest, { offset }),
       createWriter: () => store.createBlobWriter(parseDigest(digest)),
       makeRoom: (bytes) => store.makeRoom(bytes),
       onStoreError: (error, during) => {
@@ -173,13 +157,8 @@ export function createBlobs({
     if (running) return fromDownload(running, route, digest, options);
     if (options.head) {
       // A HEAD alone does not start a download: ask the upstream (HEADs are cheap and not rate-limited).
-      const response = await upstreams.get(route.registry).getBlob(route.repository, digest, { head: true });
-      response.body.resume();
-      const size = Number(response.headers['content-length']);
-      if (!Number.isSafeInteger(size)) {
-        throw upstreamInvalid(route.registry, 'sent no blob length', 'UNAVAILABLE');
-      }
-      return { digest, size, range: rangeOf(size), source: null, passed: response.passed, cache: 'miss' };
+      const { size, passed } = await upstreams.get(route.registry).statBlob(route.repository, digest);
+      return { digest, size, range: rangeOf(size), source: null, passed, cache: 'miss' };
     }
     return fromDownload(startDownload(route, digest), route, digest, options);
   }

@@ -1,6 +1,6 @@
 /** @module The pull-through layer: one object answering every pull the HTTP layer routes to it. */
 import type { Logger } from 'pino';
-import type { DiskStore } from '../cache/disk-store.js';
+import type { ContentStore } from '../cache/content-store.js';
 import type { Config } from '../config.js';
 import type { Upstreams } from '../upstream/upstreams.js';
 import { type BlobsDeps, createBlobs } from './blobs.js';
@@ -8,12 +8,13 @@ import { createListings } from './listings.js';
 import { createManifests } from './manifests.js';
 import { createPrefetch, type PrefetchDeps } from './prefetch.js';
 import { mapPullFailure } from './pull-failure.js';
+import { createReferrers } from './referrers.js';
 import type { PullEvents } from './types.js';
 
 export interface PullerDeps {
   config: Pick<Config, 'cache' | 'limits' | 'prefetch'>;
   upstreams: Upstreams;
-  store: DiskStore;
+  store: ContentStore;
   logger: Logger;
   now?: () => number;
   onDownload?: BlobsDeps['onDownload'];
@@ -50,6 +51,14 @@ export function createPuller(deps: PullerDeps) {
         onPrefetch: deps.onPrefetch,
       })
     : null;
+  const referrers = createReferrers({
+    upstreams,
+    store,
+    logger,
+    manifest: manifests.manifest,
+    tagTTL: deps.config.cache.tagTTL,
+    ...(now ? { now } : {}),
+  });
   // The layer's one error boundary: whatever fails below, the client gets a RegistryError.
   return {
     async manifest(...args: Parameters<typeof manifests.manifest>) {
@@ -61,8 +70,8 @@ export function createPuller(deps: PullerDeps) {
     blob: (...args: Parameters<typeof blobs.blob>) => mapPullFailure(args[0].registry, blobs.blob(...args)),
     tags: (...args: Parameters<typeof listings.tags>) =>
       mapPullFailure(args[0].registry, listings.tags(...args)),
-    referrers: (...args: Parameters<typeof listings.referrers>) =>
-      mapPullFailure(args[0].registry, listings.referrers(...args)),
+    referrers: (...args: Parameters<typeof referrers.referrers>) =>
+      mapPullFailure(args[0].registry, referrers.referrers(...args)),
     inflightCount: blobs.inflightCount,
     stopDownloads: blobs.stopDownloads,
     stats: () => ({ ...store.stats(), downloadsInFlight: blobs.inflightCount() }),

@@ -1,8 +1,9 @@
 /** `fallback: direct` against scripted clients: which failures skip the parent for a while, which only once. */
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { upstreamTimeout, upstreamUnavailable } from '../errors.js';
+import { upstreamRateLimited, upstreamTimeout, upstreamUnavailable } from '../errors.js';
 import { createParentHealth, withDirectFallback } from './parent-fallback.js';
+import { createRateLimitBudget } from './rate-limit-budget.js';
 import type { RegistryClient, UpstreamRequest, UpstreamResponse } from './registry-client.js';
 
 const answer = (status: number): UpstreamResponse => ({ status, headers: {}, body: Readable.from([]) });
@@ -11,6 +12,7 @@ const answer = (status: number): UpstreamResponse => ({ status, headers: {}, bod
 function scripted(name: string, next: () => UpstreamResponse | Error) {
   const client = {
     name,
+    budget: createRateLimitBudget({ thresholds: [0.5], stretch: 4, wait: 60_000 }),
     sent: 0,
     async send(_req: UpstreamRequest) {
       client.sent++;
@@ -82,6 +84,17 @@ describe('withDirectFallback', () => {
       'docker.io: the parent answered 503',
       'docker.io: parent pullcache http://p:5000 did not answer in time',
     ]);
+  });
+
+  it('passes on a pull limit the parent reported spent, without spending the node’s own', async () => {
+    const direct = scripted('docker.io', () => answer(200));
+    const client = withDirectFallback(
+      scripted('docker.io', () => upstreamRateLimited('docker.io', 600)),
+      direct,
+      createParentHealth(),
+    );
+    await expect(client.send({ ...req, limited: true })).rejects.toMatchObject({ status: 429 });
+    expect(direct.sent).toBe(0);
   });
 
   it('does not go around the parent for a request we aborted, or for a bug', async () => {

@@ -3,8 +3,8 @@
  * registry itself while the parent cannot serve them. A parent that cannot be reached (refused,
  * reset, no connection in time, its token refused) is skipped by every registry for a cool-down,
  * after which one request at a time tries it again; a parent that answers 5xx or sends no headers
- * in time sends only that request to the registry. Answers below 500 (404, 401, 429) are the
- * parent's answer and go to the client as they are.
+ * in time sends only that request to the registry. Answers below 500 (404, 401, 429) and a pull
+ * limit the parent reported spent are the parent's answer and go to the client as they are.
  */
 import { RegistryError } from '../errors.js';
 import { discard, type RegistryClient, type UpstreamRequest } from './registry-client.js';
@@ -81,6 +81,9 @@ export function withDirectFallback(
       reason = `the parent answered ${response.status}`;
     } catch (error) {
       if (req.signal?.aborted || !(error instanceof RegistryError)) throw error;
+      // A spent pull limit is the registry's answer, which the parent passed on: going around it
+      // would spend this node's own limit too.
+      if (reasonOf(error) === 'RATE_LIMIT_SPENT') throw error;
       reason = error.message;
       if (reasonOf(error) === 'UND_ERR_HEADERS_TIMEOUT')
         health.reached(); // slow, but there
@@ -89,7 +92,15 @@ export function withDirectFallback(
     hooks.onFallback?.(direct.name, reason);
     return direct.send(req);
   }
-  return { name: direct.name, send, close: () => direct.close() };
+  // The limit that stretches tag TTLs is the parent's view of the registry, where the pulls go.
+  return {
+    name: direct.name,
+    budget: parent.budget,
+    send,
+    close: async () => {
+      await Promise.all([parent.close(), direct.close()]);
+    },
+  };
 }
 
 function reasonOf(error: RegistryError): string | undefined {

@@ -146,6 +146,8 @@ describe('manifests by tag', () => {
     expect(response.status).toBe(200);
     expect(await digestOf(response)).toBe(v1.manifest);
     expect(calls('HEAD', `/v2/library/app/manifests/stale-${mode}`)).toBeGreaterThanOrEqual(1);
+    // Past the 429's Retry-After: until then no manifest request is sent to the registry at all.
+    if (mode === 429) clock += 30_000;
   });
 
   it('passes the error on when nothing is cached', async () => {

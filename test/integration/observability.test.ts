@@ -5,6 +5,7 @@
 import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryContent, registryHandlers, TokenIssuer } from '../support/fake-registry.js';
+import { metric } from '../support/metrics-text.js';
 import { type LoopbackServer, startLoopback } from '../support/msw-loopback.js';
 import { captureLogs, settled, startProxy, type TestProxy } from '../support/proxy.js';
 
@@ -42,17 +43,6 @@ afterAll(async () => {
   await proxy.close();
   await Promise.all([auth.close(), registry.close()]);
 });
-
-function metric(text: string, name: string, labels: Record<string, string> = {}): number {
-  const line = text
-    .split('\n')
-    .find((l) =>
-      l.startsWith(`${name}{`) || l.startsWith(`${name} `)
-        ? Object.entries(labels).every(([k, v]) => l.includes(`${k}="${v}"`))
-        : false,
-    );
-  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : Number.NaN;
-}
 
 describe('GET /metrics', () => {
   let text = '';

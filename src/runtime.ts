@@ -21,6 +21,7 @@ export interface RuntimeHooks {
   /** Test clock for tag TTLs and last-use times. */
   now?: () => number;
   onDownload?: PullerDeps['onDownload'];
+  onPrefetch?: PullerDeps['onPrefetch'];
   /** DNS lookup for upstream connections (tests map host names to loopback addresses). */
   lookup?: UpstreamHooks['lookup'];
 }
@@ -63,6 +64,17 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
       logger.warn(
         { registry, realmHost, reason },
         `token realm ${realmHost} of ${registry} may not have its credentials: fetching an anonymous token (list it in registries.${registry}.tokenRealms to trust it)`,
+      ),
+    onParentDown: (parent, reason) =>
+      logger.warn(
+        { parent, reason },
+        'parent pullcache unreachable: pulling from the registries directly until it is back',
+      ),
+    onParentUp: (parent) => logger.info({ parent }, 'parent pullcache reachable again: pulling through it'),
+    onParentFallback: (registry, reason) =>
+      logger.warn(
+        { registry, reason },
+        'parent pullcache could not serve a request: sent it to the registry',
       ),
     lookup: hooks.lookup,
     now: hooks.now,

@@ -196,6 +196,19 @@ export function createBlobs({
   return {
     blob: lookUp,
 
+    /**
+     * Starts a download for the cache alone (prefetch) unless the blob is stored or already coming.
+     * With no client it still runs to the end and is stored; only a download that cannot store
+     * (passing through) stops once nobody reads it.
+     */
+    async prefetch(route: Route, digest: string): Promise<'started' | 'cached' | 'running'> {
+      if (inflight.has(digest)) return 'running';
+      if ((await store.statBlob(digest)) !== null) return 'cached';
+      if (inflight.has(digest)) return 'running';
+      startDownload(route, digest);
+      return 'started';
+    },
+
     /** Downloads in progress, for stats and metrics. */
     inflightCount: () => inflight.size,
 

@@ -8,6 +8,7 @@ import { createDiskStore } from './cache/disk-store.js';
 import { type CachedImage, type Inventory, takeInventory } from './cache/inventory.js';
 import {
   imageName,
+  PRUNE_GRACE_MS,
   planPrune,
   planRemoval,
   type RemovalPlan,
@@ -26,8 +27,8 @@ function openStore(config: Pick<Config, 'storage'>) {
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z'));
 
-/** An image as `ls --json` and the status API show it. */
-export function imageJson(image: CachedImage) {
+/** An image as `ls --json` shows it. */
+function imageJson(image: CachedImage) {
   const { contents: _, lastPulled, ...rest } = image;
   return { ...rest, lastPulled: iso(lastPulled) };
 }
@@ -106,7 +107,7 @@ export async function pruneCommand(
   report(done, options, write);
   if (!plan.reached)
     write(
-      `the cache is still above ${formatBytes(options.to!)}: what is left was used in the last 10 minutes or is in use\n`,
+      `the cache is still above ${formatBytes(options.to!)}: what is left was used in the last ${PRUNE_GRACE_MS / 60_000} minutes\n`,
     );
   return plan.reached;
 }

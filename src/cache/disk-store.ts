@@ -47,7 +47,7 @@ export interface DiskStoreOptions {
 // recognised by pid at once.)
 const STALE_TEMP_MS = 10 * 60_000;
 // Persisting last use costs a syscall; once a minute per entry is plenty for LRU ordering.
-export const TOUCH_INTERVAL_MS = 60_000;
+const TOUCH_INTERVAL_MS = 60_000;
 // The file `rm` and `prune` touch after removing content, so that a serve process sharing the
 // folder drops what its index still counts (it would otherwise evict for room it already has).
 const REMOVALS_MARK = '.removals';

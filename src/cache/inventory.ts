@@ -56,7 +56,7 @@ interface ManifestDocument {
 
 type InventoryStore = Pick<DiskStore, 'listTags' | 'listContent' | 'peekManifest' | 'blobPath'>;
 
-export const contentKey = (kind: 'blob' | 'manifest', digest: string) => `${kind}:${digest}`;
+const contentKey = (kind: 'blob' | 'manifest', digest: string) => `${kind}:${digest}`;
 
 /** What a manifest's bytes name: child manifests (an index) or config and layers (an image). */
 function parseManifest(bytes: Buffer): ManifestDocument | null {

@@ -7,7 +7,7 @@
 import type { DiskStore } from './disk-store.js';
 
 // Often enough for "last pulled" to be right to the minute; rare enough to cost nothing.
-export const PULLS_FLUSH_MS = 60_000;
+const PULLS_FLUSH_MS = 60_000;
 
 interface Pending {
   registry: string;

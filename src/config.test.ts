@@ -293,3 +293,35 @@ describe('parseConfig: cluster', () => {
     expect(() => parseConfig(cluster(value), {})).toThrow(message);
   });
 });
+
+describe('parseConfig: prefetch and parent', () => {
+  it('prefetches images up to 10 GiB by default, and has no parent', () => {
+    const config = parseConfig(minimal, {});
+    expect(config.prefetch).toEqual({ layers: true, maxBytes: 10 * 2 ** 30 });
+    expect(config.parent).toBeUndefined();
+  });
+
+  it('reads a parent with its token from the environment, falling back to direct by default', () => {
+    const config = parseConfig(
+      { ...minimal, parent: { url: 'http://central.pullcache.svc:5000/v2/', token: '${PARENT}' } },
+      { PARENT: 'a-token-for-the-central-cache' },
+    );
+    expect(config.parent).toEqual({
+      url: 'http://central.pullcache.svc:5000',
+      token: 'a-token-for-the-central-cache',
+      fallback: 'direct',
+    });
+  });
+
+  it.each([
+    [{ parent: { url: 'ftp://central' } }, 'parent.url: expected an http(s) URL'],
+    [{ parent: { url: 'http://169.254.169.254' } }, 'parent.url: is a link-local or cloud metadata address'],
+    [{ parent: { url: 'http://central', fallback: 'registry' } }, 'parent.fallback'],
+    [{ parent: { url: 'http://central', token: '' } }, 'parent.token'],
+    [{ parent: { token: 'x' } }, 'parent.url'],
+    [{ prefetch: { maxBytes: 'big' } }, 'prefetch.maxBytes: expected a size'],
+    [{ prefetch: { layers: 'yes' } }, 'prefetch.layers'],
+  ])('refuses %j naming the bad key', (value, message) => {
+    expect(() => parseConfig({ ...minimal, ...value }, {})).toThrow(message);
+  });
+});

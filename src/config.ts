@@ -173,6 +173,20 @@ const registrySchema = z
     path: ['url'],
   });
 
+// Another pullcache that every upstream request goes to (with ?ns=<registry>); absent: the registries.
+const parentSchema = z.strictObject({
+  url: z
+    .url({ protocol: /^https?$/, error: 'expected an http(s) URL such as http://pullcache-central:5000' })
+    .transform((u) => u.replace(/\/+$/, '').replace(/\/v2$/i, ''))
+    .refine((u) => !isForbiddenAddress(new URL(u).hostname), {
+      message: 'is a link-local or cloud metadata address, which pullcache never connects to',
+    }),
+  // The parent's client auth (one of its auth.tokens), sent as a Bearer token to the parent only.
+  token: z.string().min(1).optional(),
+  // direct: while the parent is down, go to the registry itself (a node keeps pulling); none: fail.
+  fallback: z.enum(['direct', 'none']).default('direct'),
+});
+
 const schema = z
   .strictObject({
     listen: hostPort.default('0.0.0.0:5000'),
@@ -277,7 +291,18 @@ const schema = z
         message: 'headersTimeout must not be longer than requestTimeout',
       })
       .prefault({}),
+    prefetch: z
+      .strictObject({
+        // On: containerd fetches three blobs at a time, so each cold layer after the third waits for
+        // a turn; started when the image manifest is served, all of them download at once.
+        layers: z.boolean().default(true),
+        // 10 GiB: bigger than almost any image a node runs; beyond it a pull that stops early (a
+        // client that already has most layers) would cost too much unasked-for traffic.
+        maxBytes: size.default(10 * 2 ** 30),
+      })
+      .prefault({}),
     cluster: clusterSchema.optional(),
+    parent: parentSchema.optional(),
   })
   .superRefine((config, ctx) => {
     for (const host of Object.keys(config.registries)) {
@@ -302,6 +327,7 @@ const schema = z
 export type Config = z.output<typeof schema>;
 export type RegistryConfig = Config['registries'][string];
 export type ClusterConfig = NonNullable<Config['cluster']>;
+export type ParentConfig = NonNullable<Config['parent']>;
 
 /**
  * Every key the config accepts, dotted, with `<name>` for a map's own keys (`storage.maxSize`,

@@ -1,14 +1,19 @@
 /**
  * @module The parts behind every command that pulls: metrics, the disk store, upstream clients, the
- * cluster (with `cluster:`), the pull layer.
+ * cluster (with `cluster:`), the pull layer, and what the status page reports (traffic history,
+ * upstream errors, pull counts).
  */
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
-import type { ContentStore } from './cache/content-store.js';
-import { createDiskStore } from './cache/disk-store.js';
+import { createDiskStore, type DiskStore } from './cache/disk-store.js';
+import { createPullCounter } from './cache/pull-counter.js';
 import type { Config } from './config.js';
+import type { AnsweredPull } from './http/request-log.js';
 import { createMetrics } from './metrics.js';
 import { createPuller, type PullerDeps } from './pull/puller.js';
+import { createStatusReport } from './status/status-report.js';
+import { createTrafficHistory } from './status/traffic-history.js';
+import { createUpstreamErrors } from './status/upstream-errors.js';
 import type { BudgetNotice } from './upstream/rate-limit-budget.js';
 import type { HealthNotice } from './upstream/upstream-health.js';
 import { createUpstreams, type UpstreamHooks } from './upstream/upstreams.js';
@@ -17,10 +22,11 @@ export interface RuntimeHooks {
   /** Test clock for tag TTLs and last-use times. */
   now?: () => number;
   onDownload?: PullerDeps['onDownload'];
+  onPrefetch?: PullerDeps['onPrefetch'];
   /** DNS lookup for upstream connections (tests map host names to loopback addresses). */
   lookup?: UpstreamHooks['lookup'];
   /** Replaces the store the config makes (tests: replicas sharing one folder as one shared store). */
-  wrapStore?: (store: ContentStore) => ContentStore;
+  wrapStore?: (store: DiskStore) => DiskStore;
 }
 
 export type Runtime = Awaited<ReturnType<typeof createRuntime>>;
@@ -47,15 +53,41 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
       })
     : null;
   await cluster?.start();
+  const traffic = createTrafficHistory();
+  const upstreamErrors = createUpstreamErrors();
+  const pulls = createPullCounter({
+    store,
+    onError: (error) =>
+      logger.warn(
+        { error: (error as Error).message },
+        'cannot write pull counts: keeping them for the next try',
+      ),
+  });
   const upstreams = createUpstreams(config, {
     onTokenFetch: (registry) => metrics.tokenFetches.inc({ registry }),
-    onResponse: (registry, status, seconds) =>
-      metrics.upstreamDuration.observe({ registry, status: String(status) }, seconds),
-    onError: (registry, reason) => metrics.upstreamErrors.inc({ registry, reason }),
+    onResponse: (registry, status, seconds) => {
+      metrics.upstreamDuration.observe({ registry, status: String(status) }, seconds);
+      upstreamErrors.answered(registry, status);
+    },
+    onError: (registry, reason) => {
+      metrics.upstreamErrors.inc({ registry, reason });
+      upstreamErrors.failed(registry, reason);
+    },
     onCredentialsWithheld: (registry, realmHost, reason) =>
       logger.warn(
         { registry, realmHost, reason },
         `token realm ${realmHost} of ${registry} may not have its credentials: fetching an anonymous token (list it in registries.${registry}.tokenRealms to trust it)`,
+      ),
+    onParentDown: (parent, reason) =>
+      logger.warn(
+        { parent, reason },
+        'parent pullcache unreachable: pulling from the registries directly until it is back',
+      ),
+    onParentUp: (parent) => logger.info({ parent }, 'parent pullcache reachable again: pulling through it'),
+    onParentFallback: (registry, reason) =>
+      logger.warn(
+        { registry, reason },
+        'parent pullcache could not serve a request: sent it to the registry',
       ),
     lookup: hooks.lookup,
     now: hooks.now,
@@ -67,10 +99,14 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
     upstreams,
     store,
     logger,
-    events: { fetched: (registry, bytes) => metrics.fetchedBytes.inc({ registry }, bytes) },
     peers: cluster?.peers,
-    ...(hooks.now ? { now: hooks.now } : {}),
-    ...(hooks.onDownload ? { onDownload: hooks.onDownload } : {}),
+    events: {
+      fetched: (registry, bytes) => {
+        metrics.fetchedBytes.inc({ registry }, bytes);
+        traffic.fetched(registry, bytes);
+      },
+    },
+    ...hooks,
   });
   metrics.observe({
     cacheStats: () => store.stats(),
@@ -78,12 +114,42 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
     upstreams: () => upstreams.status(),
     ...(cluster ? { clusterMembers: () => cluster.members().length } : {}),
   });
+  const status = createStatusReport({
+    store,
+    registries: Object.keys(config.registries),
+    traffic,
+    errors: upstreamErrors,
+    pulls,
+    downloads: puller.downloads,
+    upstreamHealth(registry) {
+      const upstream = upstreams.status().find((u) => u.registry === registry);
+      if (!upstream) return null;
+      const reading = upstream.rateLimit;
+      return {
+        coolingDown: upstream.coolingDown,
+        rateLimit: reading
+          ? { limit: reading.limit, remaining: reading.remaining, windowSeconds: reading.windowSeconds }
+          : null,
+      };
+    },
+  });
   return {
     metrics,
     store,
     upstreams,
     puller,
     cluster,
+    status,
+    /**
+     * A manifest or blob answer was sent: the traffic history counts it, and a manifest by tag
+     * answered 200 (HEAD or GET) is one pull of that tag.
+     */
+    answered(pull: AnsweredPull): void {
+      const fromCache = pull.cache !== 'miss';
+      traffic.answered(pull.registry, fromCache, fromCache && !pull.aborted ? pull.bytes : 0);
+      if (pull.endpoint === 'manifest' && !pull.reference.includes(':') && pull.status === 200)
+        pulls.pulled(pull.registry, pull.repository, pull.reference);
+    },
     /**
      * Stops downloads still receiving (their temp files are removed), gives verified blobs until
      * `deadline` (ms since epoch; no limit without one) to be committed, removes what could not be,
@@ -93,6 +159,7 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
       await puller.stopDownloads(new Error('pullcache is shutting down'), deadline);
       await cluster?.stop();
       await upstreams.close();
+      await pulls.close();
       await store.close();
     },
   };

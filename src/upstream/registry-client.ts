@@ -49,6 +49,10 @@ export interface RegistryClientOptions {
   onHealth?: (notice: HealthNotice) => void;
   /** Called when the budget runs low, is spent or is restored (logs). */
   onBudget?: (notice: BudgetNotice) => void;
+  /** A fixed Authorization sent up front to the registry's own origin only (a parent pullcache's token). */
+  authorization?: string | undefined;
+  /** How errors name the other side; `upstream registry <name>` by default. */
+  describe?: string | undefined;
 }
 
 export interface UpstreamRequest {
@@ -187,7 +191,12 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
       : (foreignScopes.get(repositoryKey) ?? (scopelessOrigins.has(url.origin) ? '' : undefined));
     const withAuth = async () => {
       // A host that redirected us has not told us its scope for this repository yet: ask it first.
-      const header = scope !== undefined ? await authorization(url, scope) : undefined;
+      const header =
+        own && options.authorization
+          ? options.authorization
+          : scope !== undefined
+            ? await authorization(url, scope)
+            : undefined;
       // Each host gets only the authorization it asked for itself: never another host's.
       return dispatch(req, url, header ? { ...req.headers, authorization: header } : { ...req.headers });
     };
@@ -233,7 +242,7 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
       if (url.origin === origin) observeBudget(response.statusCode, response.headers);
       return { status: response.statusCode, headers: response.headers, body: response.body };
     } catch (error) {
-      const failure = transportError(options.name, error);
+      const failure = transportError(options.name, error, options.describe);
       options.onError?.(String((failure.detail as { reason?: string } | undefined)?.reason ?? failure.code));
       throw failure;
     }
@@ -261,7 +270,8 @@ function repositoryPathOf(pathname: string): string {
   return /^(.*\/v2\/.+?)\/(?:manifests|blobs|tags|referrers)\//.exec(pathname)?.[1] ?? pathname;
 }
 
-async function discard(response: UpstreamResponse): Promise<void> {
+/** Reads and drops an answer we will not use, so its connection can be reused. */
+export async function discard(response: UpstreamResponse): Promise<void> {
   try {
     await (response.body as Dispatcher.ResponseData['body']).dump({ limit: 1 << 20 });
   } catch {

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HttpResponse, http } from 'msw';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { ContentStore } from '../../src/cache/content-store.js';
+import type { DiskStore } from '../../src/cache/disk-store.js';
 import { createPeerSigner } from '../../src/cluster/peer-auth.js';
 import { peerBlobTarget, peerManifestTarget } from '../../src/cluster/peer-paths.js';
 import { ownerOf } from '../../src/cluster/rendezvous.js';
@@ -153,9 +153,9 @@ async function startReplicas(hosts: string[], options: { storage?: string; share
 }
 
 /** Writers created per store: with a shared store only the owner's download creates one. */
-const writersCreated = new Map<ContentStore, number>();
-function sharedStore(store: ContentStore): ContentStore {
-  const shared: ContentStore = {
+const writersCreated = new Map<DiskStore, number>();
+function sharedStore(store: DiskStore): DiskStore {
+  const shared: DiskStore = {
     ...store,
     shared: true,
     createBlobWriter(digest) {

@@ -55,7 +55,12 @@ const failing = http.all('*', ({ request }) => {
 beforeAll(async () => {
   registry = await startLoopback(failing, ...registryHandlers(content, { auth: { kind: 'none' } }));
   proxy = await startProxy(
-    { registries: { 'docker.io': { url: registry.url } }, cache: { tagTTL: '5m' } },
+    // Prefetch off: these tests count the upstream requests manifests cost (prefetch.test.ts has its own).
+    {
+      registries: { 'docker.io': { url: registry.url } },
+      cache: { tagTTL: '5m' },
+      prefetch: { layers: false },
+    },
     { now: () => clock },
   );
 });
@@ -217,7 +222,7 @@ describe('manifests by digest', () => {
   it('fetches once and then never asks the upstream again, even after any TTL', async () => {
     const path = `/v2/app/manifests/${v2.manifest}`;
     const fresh = await startProxy(
-      { registries: { 'docker.io': { url: registry.url } } },
+      { registries: { 'docker.io': { url: registry.url } }, prefetch: { layers: false } },
       { now: () => clock },
     );
     try {

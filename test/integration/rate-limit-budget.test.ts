@@ -81,6 +81,7 @@ beforeEach(async () => {
       registries: { 'docker.io': { url: registry.url } },
       cache: { tagTTL: '1m' },
       upstream: { rateLimit: { thresholds: [0.5, 0.2], stretch: 4, wait: '60s' } },
+      prefetch: { layers: false }, // the counts below are of what the client asked for alone
     },
     { now: () => clock, logger: logs.logger },
   );

@@ -58,6 +58,12 @@ export interface ContentStore {
    * it is not cached.
    */
   openBlob(digest: string, range: (size: number) => ByteRange | null): Promise<OpenedBlob | null>;
+  /**
+   * Only a store whose blobs clients may fetch themselves (a bucket with `redirect`): a short-lived
+   * URL of the cached blob, and its size; null when it is not cached. The HTTP layer then answers a
+   * cached blob GET with a redirect to it.
+   */
+  blobUrl?(digest: string): Promise<{ url: string; size: number } | null>;
   /** A writer for one download of the blob; nothing is visible under the digest until it commits. */
   createBlobWriter(digest: Digest): Promise<BlobWriter>;
   /**

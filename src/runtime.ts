@@ -1,9 +1,10 @@
-/** @module The parts behind every command that pulls: metrics, the disk store, upstream clients, the pull layer. */
+/** @module The parts behind every command that pulls: metrics, the store, upstream clients, the pull layer. */
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
+import type { ContentStore } from './cache/content-store.js';
 import { createDiskStore } from './cache/disk-store.js';
 import type { Config } from './config.js';
-import { createMetrics } from './metrics.js';
+import { createMetrics, type Metrics } from './metrics.js';
 import { createPuller, type PullerDeps } from './pull/puller.js';
 import { createUpstreams, type UpstreamHooks } from './upstream/upstreams.js';
 
@@ -19,15 +20,7 @@ export type Runtime = Awaited<ReturnType<typeof createRuntime>>;
 
 export async function createRuntime(config: Config, logger: Logger, hooks: RuntimeHooks = {}) {
   const metrics = createMetrics();
-  const store = createDiskStore({
-    root: resolve(config.storage.path),
-    maxSize: config.storage.maxSize,
-    ...(hooks.now ? { now: hooks.now } : {}),
-    onEvict: (key, size) => {
-      metrics.evictions.inc();
-      logger.debug({ key, size }, 'evicted');
-    },
-  });
+  const store = await createStore(config, logger, metrics, hooks);
   await store.init();
   const upstreams = createUpstreams(config, {
     onTokenFetch: (registry) => metrics.tokenFetches.inc({ registry }),
@@ -66,4 +59,35 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
       await store.close();
     },
   };
+}
+
+/**
+ * The store the config names: the bucket of `storage.s3` (its module, and the AWS SDK with it, loaded
+ * only then), else the folder `storage.path`.
+ */
+async function createStore(
+  config: Config,
+  logger: Logger,
+  metrics: Metrics,
+  hooks: RuntimeHooks,
+): Promise<ContentStore> {
+  const { storage } = config;
+  const onEvict = (key: string, size: number) => {
+    metrics.evictions.inc();
+    logger.debug({ key, size }, 'evicted');
+  };
+  const now = hooks.now ? { now: hooks.now } : {};
+  if (storage.s3) {
+    const { createS3Store } = await import('./cache/s3-store.js');
+    return createS3Store({
+      ...storage.s3,
+      localPath: resolve(storage.path),
+      maxSize: storage.maxSize,
+      ...now,
+      onEvict,
+      onBackgroundError: (error, what) =>
+        logger.warn({ error: (error as Error).message, store: 's3' }, `S3 store: could not ${what}`),
+    });
+  }
+  return createDiskStore({ root: resolve(storage.path), maxSize: storage.maxSize, ...now, onEvict });
 }

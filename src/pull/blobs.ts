@@ -1,7 +1,7 @@
 /**
  * @module Blobs by digest: local first, forever. A miss starts one shared upstream download per
  * digest, which every client (whole or Range) joins and streams from as bytes arrive; the verified
- * blob is then served from disk. Only a missing file is a miss: a cached blob that cannot be read
+ * blob is then served from the store (or, by a store that offers it, through a redirect to it). Only a missing file is a miss: a cached blob that cannot be read
  * is a logged storage error (503), never a silent re-download.
  */
 import type { Logger } from 'pino';
@@ -148,6 +148,13 @@ export function createBlobs({
       const size = await localRead({ digest }, store.statBlob(digest));
       if (size !== null)
         return { digest, size, range: rangeOf(size), source: null, passed: {}, cache: 'hit' };
+    } else if (store.blobUrl) {
+      // The store lets clients fetch cached blobs themselves: the Range goes along with the redirect.
+      const cached = await localRead({ digest }, store.blobUrl(digest));
+      if (cached) {
+        const { url, size } = cached;
+        return { digest, size, range: null, source: null, redirect: url, passed: {}, cache: 'hit' };
+      }
     } else {
       const cached = await localRead({ digest }, store.openBlob(digest, rangeOf));
       if (cached) return { digest, ...cached, passed: {}, cache: 'hit' };

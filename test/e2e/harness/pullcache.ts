@@ -28,6 +28,12 @@ export interface PullcacheOptions {
    * this one stored; by default a fresh folder, removed on stop.
    */
   storageDir?: string;
+  /** More `storage:` keys (s3, maxSize), beside the path. */
+  storage?: Record<string, unknown>;
+  /** The address to listen on (127.0.0.2, .3, ... for replicas side by side); 127.0.0.1 by default. */
+  host?: string;
+  /** More environment for the process (the S3 store's credentials). */
+  env?: Record<string, string>;
 }
 
 export interface Pullcache {
@@ -47,7 +53,7 @@ export async function startPullcache(options: PullcacheOptions): Promise<Pullcac
   const dir = await makeTempDir('pullcache');
   const storageDir = options.storageDir ?? join(dir, 'storage');
   const port = await freePort();
-  const listen = `127.0.0.1:${port}`;
+  const listen = `${options.host ?? '127.0.0.1'}:${port}`;
   const configFile = join(dir, 'config.yaml');
   await writeFile(configFile, configYaml(listen, storageDir, options));
 
@@ -56,7 +62,11 @@ export async function startPullcache(options: PullcacheOptions): Promise<Pullcac
     'pullcache',
     CLI,
     ['serve', '--config', configFile, '--listen', listen, '--storage', storageDir],
-    { cwd: PROJECT_ROOT, logFile: join(dir, 'pullcache.log') },
+    {
+      cwd: PROJECT_ROOT,
+      logFile: join(dir, 'pullcache.log'),
+      ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
+    },
   );
   const url = `http://${listen}`;
   try {
@@ -86,7 +96,7 @@ export async function startPullcache(options: PullcacheOptions): Promise<Pullcac
 function configYaml(listen: string, storageDir: string, options: PullcacheOptions): string {
   const lines = [
     `listen: ${JSON.stringify(listen)}`,
-    `storage: { path: ${JSON.stringify(storageDir)} }`,
+    `storage: ${JSON.stringify({ path: storageDir, ...options.storage })}`,
     `defaultRegistry: ${JSON.stringify(options.defaultRegistry ?? 'docker.io')}`,
     'registries:',
   ];

@@ -15,6 +15,8 @@ export interface S3Admin {
   createBucket(name: string): Promise<void>;
   /** Every object key under `prefix`, sorted. */
   objectKeys(bucket: string, prefix?: string): Promise<string[]>;
+  /** Every object under `prefix` with its size, sorted by key. */
+  objects(bucket: string, prefix?: string): Promise<{ key: string; size: number }[]>;
   /** Keys of multipart uploads in progress under `prefix`, sorted. */
   uploadKeys(bucket: string, prefix?: string): Promise<string[]>;
   close(): void;
@@ -35,16 +37,20 @@ export function createS3Admin(rgw: Rgw): S3Admin {
       await client.send(new CreateBucketCommand({ Bucket: name }));
     },
     async objectKeys(bucket, prefix = '') {
-      const keys: string[] = [];
+      return (await this.objects(bucket, prefix)).map((o) => o.key);
+    },
+    async objects(bucket, prefix = '') {
+      const found: { key: string; size: number }[] = [];
       let token: string | undefined;
       do {
         const page = await client.send(
           new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
         );
-        for (const object of page.Contents ?? []) if (object.Key) keys.push(object.Key);
+        for (const object of page.Contents ?? [])
+          if (object.Key) found.push({ key: object.Key, size: object.Size ?? 0 });
         token = page.IsTruncated ? page.NextContinuationToken : undefined;
       } while (token);
-      return keys.sort();
+      return found.sort((a, b) => a.key.localeCompare(b.key));
     },
     async uploadKeys(bucket, prefix = '') {
       const page = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix }));

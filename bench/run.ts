@@ -1,22 +1,27 @@
 /**
  * @module `npm run bench`: pullcache against docker-registry's proxy mode on one large blob — a cold
- * burst of concurrent clients, warm sequential downloads, upstream bytes and peak RSS — printed as a
- * markdown table and written to bench/RESULTS.md. Exits non-zero only when the bench itself fails.
+ * burst of concurrent clients, warm sequential downloads, upstream bytes and peak RSS — on disk, and
+ * with the cache in a bucket on a Ceph RADOS Gateway (pullcache proxied and redirecting, distribution
+ * with its S3 driver); printed as markdown tables and written to bench/RESULTS.md. Exits non-zero
+ * only when the bench itself fails.
  *
- * BENCH_BLOB_MIB=32 shrinks the layer for a quick run (default 256); BENCH_PEERS=pullcache (or
- * distribution, or both comma-separated) picks the peers.
+ * BENCH_BLOB_MIB=32 shrinks the layer for a quick run (default 256); BENCH_PEERS picks the peers,
+ * comma-separated, of pullcache, distribution, pullcache-s3, pullcache-s3-redirect, distribution-s3
+ * (default: all; BENCH_PEERS=pullcache-s3,pullcache-s3-redirect,distribution-s3 runs the S3 ones).
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { type Rgw, startRgw } from '../test/e2e/harness/ceph-rgw.js';
 import { createCleanup } from '../test/e2e/harness/cleanup.js';
 import { generateImage } from '../test/e2e/harness/images.js';
 import { startRegistry } from '../test/e2e/harness/registry.js';
+import { createS3Admin } from '../test/e2e/harness/s3-admin.js';
 import { pushImage } from '../test/e2e/harness/skopeo.js';
 import { makeTempDir, removeDir } from '../test/e2e/harness/temp-dir.js';
 import { machineInfo } from './machine-info.js';
 import { type BlobUnderTest, measurePeer, type PeerResult } from './peer-measurement.js';
-import { PEER_NAMES, type PeerName, startPeer } from './peers.js';
-import { resultsMarkdown, resultsTable } from './results-report.js';
+import { BENCH_BUCKET, PEER_NAMES, type PeerName, S3_PEERS, startPeer } from './peers.js';
+import { resultsMarkdown, resultsTables } from './results-report.js';
 import { measureStartCost } from './start-cost.js';
 
 const CLIENTS = 16;
@@ -53,11 +58,19 @@ async function main(): Promise<void> {
   const blob: BlobUnderTest = { repository: REPOSITORY, digest: layer.digest, size: layer.size };
   log(`pushed ${REPOSITORY}:${image.tag}; blob ${blob.digest} (${blob.size} bytes)`);
 
+  // Started before the first S3 peer, so that the disk peers' runs do not share the cores with it.
+  let rgw: Rgw | undefined;
   const results: PeerResult[] = [];
   for (const name of peers) {
+    if (S3_PEERS.includes(name) && !rgw) {
+      rgw = cleanup.add(await startRgw(), (r) => r.stop());
+      const admin = createS3Admin(rgw);
+      await admin.createBucket(BENCH_BUCKET).finally(() => admin.close());
+      log(`RADOS Gateway at ${rgw.endpoint} (up in ${rgw.startupMs} ms), bucket ${BENCH_BUCKET}`);
+    }
     // One peer at a time, stopped before the next starts: they would otherwise share the 2 cores.
     const downloads = cleanup.add(await makeTempDir(`bench-${name}`), removeDir);
-    const peer = await startPeer(name, upstream);
+    const peer = await startPeer(name, upstream, rgw);
     log(`${name}: serving at ${peer.url} (pid ${peer.process.pid})`);
     try {
       results.push(
@@ -87,7 +100,7 @@ async function main(): Promise<void> {
     results,
     startCost,
   };
-  process.stdout.write(`\n${resultsTable(report)}\n\n`);
+  process.stdout.write(`\n${resultsTables(report)}\n\n`);
   await writeFile(RESULTS_FILE, resultsMarkdown(report));
   log(`wrote ${RESULTS_FILE}`);
 }

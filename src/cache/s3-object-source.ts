@@ -29,7 +29,7 @@ export function createObjectSource(options: ObjectSourceOptions): ChunkSource {
   const maxResumes = options.maxResumes ?? DEFAULT_MAX_RESUMES;
   let body = options.first.body;
   let chunks = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-  let received = options.first.length === 0 ? end + 1 : options.start; // next byte the body yields
+  let received = options.start; // the next byte the body yields
   let leftover: Buffer | null = null;
   let resumes = 0;
   let closed = false;

@@ -52,6 +52,18 @@ const STALE_UPLOAD_MS = 24 * 60 * 60_000;
 const STALE_SPOOL_MS = 10 * 60_000;
 const TAG_MAX_BYTES = 64 * 1024; // a tag record is ~200 bytes; more is not one of ours
 
+/** An upload record, or null for a file that is not a whole one (a crash while it was written). */
+async function readRecord(path: string): Promise<UploadRecord | null> {
+  try {
+    const record = JSON.parse(await readFile(path, 'utf8')) as Partial<UploadRecord>;
+    return typeof record.key === 'string' && typeof record.uploadId === 'string'
+      ? { key: record.key, uploadId: record.uploadId }
+      : null;
+  } catch {
+    return null;
+  }
+}
+
 export function createS3Store(options: S3StoreOptions): ContentStore {
   const bucket = createS3Bucket(options);
   const now = options.now ?? Date.now;
@@ -84,9 +96,14 @@ export function createS3Store(options: S3StoreOptions): ContentStore {
       const gone = (owner !== null && writerIsGone(owner)) || now() - info.mtimeMs > STALE_SPOOL_MS;
       if (!gone) continue;
       if (name.startsWith(`${TEMP_PREFIX}${UPLOAD_RECORD_LABEL}-`)) {
-        const record = JSON.parse(await readFile(path, 'utf8').catch(() => 'null')) as UploadRecord | null;
-        // Kept when S3 refuses: the next start tries again (and the age-based cleanup remains).
-        if (record?.key && record.uploadId) await bucket.abortUpload(record.key, record.uploadId);
+        const record = await readRecord(path);
+        try {
+          if (record) await bucket.abortUpload(record.key, record.uploadId);
+        } catch (error) {
+          // Kept: the next start tries again (and the age-based cleanup remains).
+          reportError(error, `abort the upload of a writer that is gone (${record?.key})`);
+          continue;
+        }
       }
       await rm(path, { force: true });
     }
@@ -144,7 +161,10 @@ export function createS3Store(options: S3StoreOptions): ContentStore {
         throw new ConfigError(`storage.s3: cannot use ${location}: ${(error as Error).message}`);
       }
       await cleanSpool();
-      await bucket.abortStaleUploads(options.staleUploadMs ?? STALE_UPLOAD_MS, new Date(now()));
+      // A policy without s3:ListBucketMultipartUploads must not keep the cache from starting.
+      await bucket
+        .abortStaleUploads(options.staleUploadMs ?? STALE_UPLOAD_MS, new Date(now()))
+        .catch((error: unknown) => reportError(error, 'abort stale multipart uploads'));
       await usage.load();
       await usage.enforce();
       usage.start();

@@ -27,6 +27,8 @@ import { makeTempDir, removeDir } from './harness/temp-dir.js';
 const MiB = 1024 * 1024;
 const BUCKET = 'pullcache-e2e';
 const PREFIX = 'cache/';
+// Parts upload in the background: on a busy 2-core machine the first can take seconds to land.
+const PARTS_ON_THE_WAY = { timeout: 20_000, interval: 100 };
 
 const sha256 = (bytes: Uint8Array) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 const blobKey = (digest: string) => `blobs/sha256/${digest.slice(7)}`;
@@ -108,7 +110,10 @@ describe('S3 bucket operations on RADOS Gateway', () => {
     for (let offset = 0; offset < blob.length; offset += MiB) {
       await writer.write(blob.subarray(offset, offset + MiB));
       if (offset === 24 * MiB) {
-        await vi.waitFor(async () => expect(await openUploads(PREFIX)).toEqual([PREFIX + key]));
+        await vi.waitFor(
+          async () => expect(await openUploads(PREFIX)).toEqual([PREFIX + key]),
+          PARTS_ON_THE_WAY,
+        );
         // Three parts filled: parts are on their way (read back from the file), yet nothing is visible.
         expect(await objectKeys(PREFIX)).not.toContain(PREFIX + key);
         expect(await bucket.head(key)).toBeNull();
@@ -122,7 +127,7 @@ describe('S3 bucket operations on RADOS Gateway', () => {
             }),
           );
           expect(parts.Parts?.length).toBeGreaterThanOrEqual(1);
-        });
+        }, PARTS_ON_THE_WAY);
       }
     }
     expect(await objectKeys(PREFIX)).not.toContain(PREFIX + key);
@@ -150,7 +155,10 @@ describe('S3 bucket operations on RADOS Gateway', () => {
       for (let offset = 0; offset < blob.length; offset += MiB)
         await writer.write(blob.subarray(offset, offset + MiB));
       if (size > 8 * MiB)
-        await vi.waitFor(async () => expect(await openUploads(PREFIX + key)).toEqual([PREFIX + key]));
+        await vi.waitFor(
+          async () => expect(await openUploads(PREFIX + key)).toEqual([PREFIX + key]),
+          PARTS_ON_THE_WAY,
+        );
 
       await writer.abort();
       await writer.abort();

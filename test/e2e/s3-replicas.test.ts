@@ -134,7 +134,7 @@ describe('replicas sharing one bucket', () => {
       .poll(() => admin.uploadKeys(BUCKET, prefix), { timeout: 20_000 })
       .toEqual([blobKey(prefix, digest)]);
     process.kill(doomed.process.pid, 'SIGKILL');
-    await expect.poll(() => doomed.process.exitStatus()).toBe('SIGKILL');
+    await expect.poll(() => doomed.process.exitStatus(), { timeout: 10_000 }).toBe('SIGKILL');
     await expect(client).resolves.toBeInstanceOf(Error); // a broken transfer, never a short 200
 
     expect(await admin.objectKeys(BUCKET, prefix)).toEqual([]);

@@ -65,7 +65,7 @@ describe('blob redirects', () => {
     expect(cold.status).toBe(200);
     expect(Buffer.from(await cold.arrayBuffer()).equals(layer)).toBe(true);
     expect(upstreamGets()).toBe(1);
-    await expect.poll(() => store.statBlob(digest)).toBe(layer.length);
+    await expect.poll(() => store.statBlob(digest), { timeout: 10_000 }).toBe(layer.length);
 
     const warm = await app.request(blobPath);
     expect(warm.status).toBe(307);

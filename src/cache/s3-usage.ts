@@ -123,9 +123,10 @@ export function createS3Usage(options: S3UsageOptions) {
     for (const [key, { size, lastUse }] of found) {
       const own = markers.get(key)?.sort((a, b) => parseMarker(a)!.at - parseMarker(b)!.at) ?? [];
       const newest = own.at(-1);
-      const used = newest === undefined ? lastUse : Math.max(lastUse, parseMarker(newest)!.at);
-      // A use learnt from the bucket counts as touched: no marker of ours is due for it yet.
-      const entry = put(key, size, used, used);
+      const markedAt = newest === undefined ? 0 : parseMarker(newest)!.at;
+      // A marker counts as touched (a use of ours is recorded no sooner than an interval after it);
+      // content without one gets a marker at its first use here, which is what protects a read.
+      const entry = put(key, size, Math.max(lastUse, markedAt), markedAt);
       if (newest !== undefined) entry.marker = newest;
     }
     // Markers of content that is gone, and older markers of one key (several replicas, crashes),

@@ -8,6 +8,7 @@ import {
   IDLE_SETTLE_MS,
   type PeerResult,
 } from './peer-measurement.js';
+import { hasS3Results, s3Section, s3Table } from './s3-report.js';
 import { type StartCost, startCostTable } from './start-cost.js';
 
 export interface Report {
@@ -38,6 +39,16 @@ interface Row {
   value?: (r: PeerResult) => number;
   target?: string;
   verdict?: (pc: PeerResult | undefined, dist: PeerResult | undefined) => Verdict;
+}
+
+/** The tables printed at the end of a run: on disk, and on the bucket when S3 peers ran. */
+export function resultsTables(report: Report): string {
+  const { blob, settings, results } = report;
+  const disk = results.some((r) => r.peer === 'pullcache' || r.peer === 'distribution');
+  return [
+    ...(disk ? [resultsTable(report)] : []),
+    ...(hasS3Results(results) ? [s3Table(blob, settings, results)] : []),
+  ].join('\n\n');
 }
 
 export function resultsTable({ blob, settings, results }: Report): string {
@@ -145,15 +156,13 @@ Written by \`npm run bench\` (bench/run.ts) on ${date.toISOString()}.
 - Machine: ${m.nproc} cores (${m.cpu}), ${m.memoryGB} GB RAM, Linux ${m.kernel}; CPU ${(m.busyBeforeStart * 100).toFixed(0)}% busy in the 2 s before the bench started
 - Versions: node ${m.node}, docker-registry ${m.dockerRegistry}, curl ${m.curl}, pullcache ${m.pullcache}
 
-${resultsTable(report)}
-
-## Observations
+${results.some((r) => r.peer === 'pullcache' || r.peer === 'distribution') ? `${resultsTable(report)}\n\n` : ''}## Observations
 
 ${observations(report)
   .map((line) => `- ${line}`)
   .join('\n')}
 
-${report.cluster ? clusterSection(report.cluster, blob) : ''}${report.startCost ? startCostSection(report.startCost) : ''}## How measured
+${report.cluster ? clusterSection(report.cluster, blob) : ''}${hasS3Results(results) ? s3Section(blob, settings, results) : ''}${report.startCost ? startCostSection(report.startCost) : ''}## How measured
 
 One docker-registry (no auth) is the upstream; the image \`library/bench:1.0\` with the generated
 layer is pushed to it with skopeo. Each peer is then started alone with an empty cache folder (the

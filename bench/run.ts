@@ -1,7 +1,9 @@
 /**
  * @module `npm run bench`: pullcache against docker-registry's proxy mode on one large blob — a cold
- * burst of concurrent clients, warm sequential downloads, upstream bytes and peak RSS — printed as a
- * markdown table and written to bench/RESULTS.md. Exits non-zero only when the bench itself fails.
+ * burst of concurrent clients, warm sequential downloads, upstream bytes and peak RSS — on disk, and
+ * with the cache in a bucket on a Ceph RADOS Gateway (pullcache proxied and redirecting, distribution
+ * with its S3 driver); printed as markdown tables and written to bench/RESULTS.md. Exits non-zero
+ * only when the bench itself fails.
  *
  * With pullcache among the peers, the blob scenario ends with the cluster run: three replicas with 16
  * clients each, as one cluster and as three independent caches (bench/cluster-measurement.ts).
@@ -9,25 +11,28 @@
  * Then the prefetch scenario (bench/prefetch-pull.ts): a cold containerd pull through a throttled
  * upstream, with and without prefetch and through distribution.
  *
- * BENCH_BLOB_MIB=32 shrinks the layer for a quick run (default 256); BENCH_PEERS=pullcache (or
- * distribution, or both comma-separated) picks the peers of the blob scenario; BENCH_SCENARIOS=blob
+ * BENCH_BLOB_MIB=32 shrinks the layer for a quick run (default 256); BENCH_PEERS picks the peers of
+ * the blob scenario, comma-separated, of pullcache, distribution, pullcache-s3,
+ * pullcache-s3-redirect, distribution-s3 (default: all); BENCH_SCENARIOS=blob
  * or prefetch runs one scenario alone (default: both). The prefetch scenario alone rewrites only its
  * own section of RESULTS.md. BENCH_CLUSTER=0 skips the cluster run.
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { type Rgw, startRgw } from '../test/e2e/harness/ceph-rgw.js';
 import { createCleanup } from '../test/e2e/harness/cleanup.js';
 import { generateImage } from '../test/e2e/harness/images.js';
 import { startRegistry } from '../test/e2e/harness/registry.js';
+import { createS3Admin } from '../test/e2e/harness/s3-admin.js';
 import { pushImage } from '../test/e2e/harness/skopeo.js';
 import { makeTempDir, removeDir } from '../test/e2e/harness/temp-dir.js';
 import { CLUSTER_MODES, type ClusterResult, measureCluster } from './cluster-measurement.js';
 import { type MachineInfo, machineInfo } from './machine-info.js';
 import { type BlobUnderTest, measurePeer, type PeerResult } from './peer-measurement.js';
-import { PEER_NAMES, type PeerName, startPeer } from './peers.js';
+import { BENCH_BUCKET, PEER_NAMES, type PeerName, S3_PEERS, startPeer } from './peers.js';
 import { DEFAULT_PREFETCH_SETTINGS, measurePrefetch, type PrefetchReport } from './prefetch-pull.js';
 import { prefetchSection, prefetchTable, withPrefetchSection } from './prefetch-report.js';
-import { resultsMarkdown, resultsTable } from './results-report.js';
+import { resultsMarkdown, resultsTables } from './results-report.js';
 import { measureStartCost } from './start-cost.js';
 
 const CLIENTS = 16;
@@ -85,11 +90,19 @@ async function blobScenario(date: Date, machine: MachineInfo): Promise<string> {
   const blob: BlobUnderTest = { repository: REPOSITORY, digest: layer.digest, size: layer.size };
   log(`pushed ${REPOSITORY}:${image.tag}; blob ${blob.digest} (${blob.size} bytes)`);
 
+  // Started before the first S3 peer, so that the disk peers' runs do not share the cores with it.
+  let rgw: Rgw | undefined;
   const results: PeerResult[] = [];
   for (const name of peers) {
+    if (S3_PEERS.includes(name) && !rgw) {
+      rgw = cleanup.add(await startRgw(), (r) => r.stop());
+      const admin = createS3Admin(rgw);
+      await admin.createBucket(BENCH_BUCKET).finally(() => admin.close());
+      log(`RADOS Gateway at ${rgw.endpoint} (up in ${rgw.startupMs} ms), bucket ${BENCH_BUCKET}`);
+    }
     // One peer at a time, stopped before the next starts: they would otherwise share the 2 cores.
     const downloads = cleanup.add(await makeTempDir(`bench-${name}`), removeDir);
-    const peer = await startPeer(name, upstream);
+    const peer = await startPeer(name, upstream, rgw);
     log(`${name}: serving at ${peer.url} (pid ${peer.process.pid})`);
     try {
       results.push(
@@ -129,7 +142,7 @@ async function blobScenario(date: Date, machine: MachineInfo): Promise<string> {
     startCost,
     ...(cluster.length > 0 ? { cluster } : {}),
   };
-  process.stdout.write(`\n${resultsTable(report)}\n\n`);
+  process.stdout.write(`\n${resultsTables(report)}\n\n`);
   return resultsMarkdown(report);
 }
 

@@ -15,10 +15,9 @@ import { pino } from 'pino';
 import { exportImages } from './archive/oci-export.js';
 import { ImportError, importArchive } from './archive/oci-import.js';
 import { TarError } from './archive/tar.js';
-import { createDiskStore } from './cache/disk-store.js';
 import { ConfigError, loadConfig } from './config.js';
 import { RegistryError } from './errors.js';
-import { listCommand, pruneCommand, removeCommand } from './inventory-commands.js';
+import { listCommand, openStore, pruneCommand, removeCommand } from './inventory-commands.js';
 import { formatReference, parseReference } from './reference.js';
 import { createRuntime } from './runtime.js';
 import { ListenError, startServer } from './server.js';
@@ -189,9 +188,14 @@ async function main(argv: string[]): Promise<number> {
       const logger = pino({ level: 'warn' }, pino.destination(2));
       const runtime = await createRuntime(config, logger);
       try {
-        const result = await exportImages({ ...runtime, config }, rest, resolve(values.output), {
-          platforms: values.platform ?? [],
-        });
+        const result = await exportImages(
+          { ...runtime, store: runtime.inventory, config },
+          rest,
+          resolve(values.output),
+          {
+            platforms: values.platform ?? [],
+          },
+        );
         if (values.json) print(`${JSON.stringify({ file: resolve(values.output), ...result })}\n`);
         else {
           for (const image of result.images)
@@ -208,7 +212,7 @@ async function main(argv: string[]): Promise<number> {
     case 'import': {
       if (rest.length !== 1) throw new UsageError('import takes exactly one FILE.tar');
       // No maxSize here: a serve process evicts by its own limit; import does not drop content.
-      const store = createDiskStore({ root: resolve(config.storage.path), maxSize: null });
+      const store = openStore(config);
       const result = await importArchive({ store, config }, rest[0]!, { registry: values.registry });
       if (values.json) print(`${JSON.stringify(result)}\n`);
       else {

@@ -325,3 +325,35 @@ describe('parseConfig: prefetch and parent', () => {
     expect(() => parseConfig({ ...minimal, ...value }, {})).toThrow(message);
   });
 });
+
+describe('storage.s3', () => {
+  const s3 = (value: unknown) => ({ ...minimal, storage: { path: '/tmp/spool', s3: value } });
+
+  it('is absent by default: the cache is the storage folder', () => {
+    expect(parseConfig(minimal, {}).storage.s3).toBeUndefined();
+  });
+
+  it('fills in the defaults around a bucket name, leaving path style to the endpoint', () => {
+    expect(parseConfig(s3({ bucket: 'pullcache' }), {}).storage.s3).toEqual({
+      bucket: 'pullcache',
+      region: 'us-east-1',
+      prefix: '',
+      redirect: false,
+    });
+    const rgw = parseConfig(
+      s3({ bucket: 'cache', endpoint: 'http://rgw.internal:7480', prefix: 'pc/', forcePathStyle: true }),
+      {},
+    );
+    expect(rgw.storage.s3).toMatchObject({ endpoint: 'http://rgw.internal:7480', forcePathStyle: true });
+  });
+
+  it.each([
+    [{}, 'storage.s3.bucket'],
+    [{ bucket: 'Bad_Name' }, 'storage.s3.bucket: expected an S3 bucket name'],
+    [{ bucket: 'ok-name', endpoint: 'ftp://x' }, 'storage.s3.endpoint: expected an http(s) URL'],
+    [{ bucket: 'ok-name', accessKeyId: 'AKIA' }, 'accessKeyId'],
+    [{ bucket: 'ok-name', redirect: 'yes' }, 'storage.s3.redirect'],
+  ])('refuses %j naming the bad key', (value, message) => {
+    expect(() => parseConfig(s3(value), {})).toThrow(message);
+  });
+});

@@ -153,6 +153,23 @@ const clusterSchema = z
     path: ['self'],
   });
 
+// An S3-compatible bucket every replica shares. Credentials come from the AWS SDK's standard chain
+// only (environment, shared files, web identity), never from this file.
+const s3Schema = z.strictObject({
+  bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected an S3 bucket name'),
+  // Absent: AWS's regional endpoint. Ceph RGW, MinIO, R2 and the like name theirs.
+  endpoint: z
+    .url({ protocol: /^https?$/, error: 'expected an http(s) URL such as https://s3.example.internal' })
+    .optional(),
+  // us-east-1: what S3-compatible servers accept whatever their zone; AWS buckets name their own.
+  region: z.string().min(1).default('us-east-1'),
+  prefix: z.string().default(''), // keys under `<prefix>`: several caches can share one bucket
+  // Absent: path-style URLs with an endpoint (what RGW and MinIO want), virtual-hosted on AWS.
+  forcePathStyle: z.boolean().optional(),
+  // Off: clients must be able to reach the bucket for a redirect to work, which is not a given.
+  redirect: z.boolean().default(false),
+});
+
 const registrySchema = z
   .strictObject({
     url: z
@@ -195,6 +212,9 @@ const schema = z
         path: z.string().min(1).default('./data'),
         // No limit by default: a cache that silently drops content surprises more than a full disk.
         maxSize: size.nullable().default(null),
+        // Absent: the cache lives in `path`. Present: in this bucket, and `path` only holds spool files
+        // of downloads in flight.
+        s3: s3Schema.optional(),
       })
       .prefault({}),
     defaultRegistry: z.string().default('docker.io'),

@@ -15,12 +15,18 @@ import {
   removePlanned,
   selectByReference,
 } from './cache/removal.js';
-import type { Config } from './config.js';
+import { type Config, ConfigError } from './config.js';
 import { formatBytes } from './units.js';
 
 type Write = (text: string) => void;
 
-function openStore(config: Pick<Config, 'storage'>) {
+/** The storage folder, for commands that work on it beside a running serve (not on a bucket). */
+export function openStore(config: Pick<Config, 'storage'>) {
+  if (config.storage.s3) {
+    throw new ConfigError(
+      'storage.s3: ls, rm, prune and import work on a storage folder; this config keeps the cache in a bucket',
+    );
+  }
   // No init(): it would evict to maxSize and take the index this command does not need.
   return createDiskStore({ root: resolve(config.storage.path), maxSize: null });
 }

@@ -7,9 +7,11 @@
  * (test/contract/content-store.contract.ts) runs against each. Nothing above this interface knows
  * about paths, temp files or object keys.
  */
+
+import { createHash } from 'node:crypto';
 import type { ChunkSource } from '../chunk-source.js';
 import type { ByteRange, Manifest } from '../content.js';
-import type { Digest } from '../digest.js';
+import { type Digest, parseDigest } from '../digest.js';
 import type { BlobWriter } from './blob-writer.js';
 
 export interface TagRecord {
@@ -28,6 +30,30 @@ export interface ReferrersRecord {
   source: 'api' | 'tag';
   /** When the upstream last answered for them (ms since epoch). */
   fetchedAt: number;
+}
+
+/**
+ * A referrers record's name within its repository's records: the subject digest's parts and a hash
+ * of the artifactType filter, never the filter itself (`sha256-<hex>[-<sha256 of filter>].json`).
+ */
+export function referrersRecordName(subject: string, artifactType: string | null): string {
+  const { algorithm, hex } = parseDigest(subject);
+  const filter = artifactType === null ? '' : `-${createHash('sha256').update(artifactType).digest('hex')}`;
+  return `${algorithm}-${hex}${filter}.json`;
+}
+
+/** A stored referrers record, or null when it is unreadable (the next fetch rewrites it). */
+export function parseReferrersRecord(text: string): ReferrersRecord | null {
+  try {
+    const record = JSON.parse(text) as ReferrersRecord;
+    const valid =
+      Array.isArray(record.manifests) &&
+      (record.source === 'api' || record.source === 'tag') &&
+      Number.isFinite(record.fetchedAt);
+    return valid ? record : null;
+  } catch {
+    return null;
+  }
 }
 
 export interface CacheStats {
@@ -69,6 +95,12 @@ export interface ContentStore {
    * it is not cached.
    */
   openBlob(digest: string, range: (size: number) => ByteRange | null): Promise<OpenedBlob | null>;
+  /**
+   * Only a store whose blobs clients may fetch themselves (a bucket with `redirect`): a short-lived
+   * URL of the cached blob, and its size; null when it is not cached. The HTTP layer then answers a
+   * cached blob GET with a redirect to it.
+   */
+  blobUrl?(digest: string): Promise<{ url: string; size: number } | null>;
   /** A writer for one download of the blob; nothing is visible under the digest until it commits. */
   createBlobWriter(digest: Digest): Promise<BlobWriter>;
   /**

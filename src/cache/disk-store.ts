@@ -18,7 +18,6 @@
  * revalidation rewriting the record, and neither has to read the other first. The disk is the truth; the index is for sizes and eviction, so
  * several processes may share one folder.
  */
-import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError } from '../config.js';
@@ -26,7 +25,15 @@ import type { ByteRange, Manifest } from '../content.js';
 import { DIGEST_ALGORITHMS, type Digest, parseDigest } from '../digest.js';
 import { RegistryError, storageUnavailable } from '../errors.js';
 import { type BlobWriter, isNoSpace } from './blob-writer.js';
-import type { CacheStats, ContentStore, OpenedBlob, ReferrersRecord, TagRecord } from './content-store.js';
+import {
+  type CacheStats,
+  type ContentStore,
+  type OpenedBlob,
+  parseReferrersRecord,
+  type ReferrersRecord,
+  referrersRecordName,
+  type TagRecord,
+} from './content-store.js';
 import { createDiskBlobWriter } from './disk-blob-writer.js';
 import type { ContentFile, InventoryStore, TagEntry, TagPulls } from './inventory-store.js';
 import { LruIndex } from './lru-index.js';
@@ -81,9 +88,14 @@ export function createDiskStore(options: DiskStoreOptions): DiskStore {
     subject: string,
     artifactType: string | null,
   ) => {
-    const { algorithm, hex } = parseDigest(subject);
-    const filter = artifactType === null ? '' : `-${createHash('sha256').update(artifactType).digest('hex')}`;
-    return join(root, 'referrers', registry, repository, '_referrers', `${algorithm}-${hex}${filter}.json`);
+    return join(
+      root,
+      'referrers',
+      registry,
+      repository,
+      '_referrers',
+      referrersRecordName(subject, artifactType),
+    );
   };
 
   function used(key: string, path: string, size: number): void {
@@ -348,17 +360,7 @@ export function createDiskStore(options: DiskStoreOptions): DiskStore {
         if (isMissing(error)) return null;
         throw readFailure(`referrers of ${registry}/${repository}@${subject}`, error);
       });
-      if (text === null) return null;
-      try {
-        const record = JSON.parse(text) as ReferrersRecord;
-        const valid =
-          Array.isArray(record.manifests) &&
-          (record.source === 'api' || record.source === 'tag') &&
-          Number.isFinite(record.fetchedAt);
-        return valid ? record : null;
-      } catch {
-        return null; // unreadable record: treat as absent, the next fetch rewrites it
-      }
+      return text === null ? null : parseReferrersRecord(text);
     },
 
     async putReferrers(

@@ -80,6 +80,11 @@ export function createV2Handler({ config, puller }: V2Deps) {
         const range = parseRangeHeader(c.req.header('range'));
         const answer = await puller.blob(route, endpoint.digest, { head, range });
         info.cache = answer.cache;
+        if (answer.redirect !== undefined) {
+          // As distribution's storage redirect: the client takes the bytes from the bucket itself.
+          const headers = { ...base, location: answer.redirect, 'docker-content-digest': answer.digest };
+          return c.body(null, 307, headers);
+        }
         return sendSource(c, answer.range ? 206 : 200, { ...base, ...blobHeaders(answer) }, answer.source);
       }
       case 'tags': {

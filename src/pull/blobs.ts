@@ -1,9 +1,9 @@
 /**
  * @module Blobs by digest: local first, forever. A miss starts one shared download per digest, which
  * every client (whole or Range) joins and streams from as bytes arrive; the verified blob is then
- * served from the store. In a cluster the download asks the digest's owner before the upstream
- * (blob-sources.ts). Only a missing file is a miss: a cached blob that cannot be read is a logged
- * storage error (503), never a silent re-download.
+ * served from the store (or, by a store that offers it, through a redirect to it). In a cluster the
+ * download asks the digest's owner before the upstream (blob-sources.ts). Only a missing file is a
+ * miss: a cached blob that cannot be read is a logged storage error (503), never a silent re-download.
  */
 import type { Logger } from 'pino';
 import { type RangeSpec, resolveRange } from '../byte-range.js';
@@ -189,6 +189,13 @@ export function createBlobs({
       const size = await localRead({ digest }, store.statBlob(digest));
       if (size !== null)
         return { digest, size, range: rangeOf(size), source: null, passed: {}, cache: 'hit' };
+    } else if (store.blobUrl) {
+      // The store lets clients fetch cached blobs themselves: the Range goes along with the redirect.
+      const cached = await localRead({ digest }, store.blobUrl(digest));
+      if (cached) {
+        const { url, size } = cached;
+        return { digest, size, range: null, source: null, redirect: url, passed: {}, cache: 'hit' };
+      }
     } else {
       const cached = await localRead({ digest }, store.openBlob(digest, rangeOf));
       if (cached) return { digest, ...cached, passed: {}, cache: 'hit' };

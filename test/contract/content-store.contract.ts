@@ -3,6 +3,7 @@
  * alone, run against every implementation (disk here, S3 on a real RADOS Gateway in the e2e
  * suite). A store that passes it can be put behind the pull layer.
  */
+import { createHash } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ContentStore } from '../../src/cache/content-store.js';
 import { type ChunkSource, readAll } from '../../src/chunk-source.js';
@@ -122,6 +123,48 @@ export function describeContentStore(name: string, harness: StoreHarness): void 
       expect((await harness.contents(store)).length).toBe(1);
     });
 
+    it('stores a large blob written in many chunks, readable while it grows and by range after', async () => {
+      const store = await newStore();
+      // 20 MiB: several parts for a store that uploads in parts, so reads cross part boundaries.
+      const bytes = Buffer.alloc(20 * 1024 * 1024);
+      for (let i = 0; i < bytes.length; i += 4) bytes.writeUInt32BE(i, i);
+      const digest = parseDigest(digestOf(bytes));
+      const writer = await store.createBlobWriter(digest);
+      const chunk = 512 * 1024;
+      const probe = Buffer.alloc(chunk);
+      for (let offset = 0; offset < bytes.length; offset += chunk) {
+        await writer.write([bytes.subarray(offset, offset + chunk)]);
+        await writer.read(probe, chunk, offset);
+        expect(probe.equals(bytes.subarray(offset, offset + chunk))).toBe(true);
+      }
+      expect(await store.statBlob(digest.value)).toBeNull();
+      await writer.commit();
+      await writer.release();
+      expect(await store.statBlob(digest.value)).toBe(bytes.length);
+      const seam = 8 * 1024 * 1024;
+      const part = await store.openBlob(digest.value, () => ({ start: seam - 3, end: seam + 4 }));
+      const got: Buffer[] = [];
+      await readAll(part!.source, (c) => got.push(Buffer.from(c)));
+      expect(Buffer.concat(got).equals(bytes.subarray(seam - 3, seam + 5))).toBe(true);
+      const whole = await store.openBlob(digest.value, () => null);
+      const hash = createHash('sha256');
+      await readAll(whole!.source, (c) => hash.update(c));
+      expect(`sha256:${hash.digest('hex')}`).toBe(digest.value);
+    });
+
+    it('shows what one instance commits to another over the same content at once', async () => {
+      const first = await newStore();
+      const second = await harness.reopen(first, { maxSize: null });
+      opened.push(second);
+      await second.init();
+      const digest = await putBlob(first, 'seen by both');
+      expect(await second.statBlob(digest)).toBe(12);
+      expect(await textOf((await second.openBlob(digest, () => null))!.source)).toBe('seen by both');
+      const record = { digest, mediaType: 'x', size: 12, fetchedAt: 1 };
+      await second.putTag('docker.io', 'library/app', '1', record);
+      expect(await first.getTag('docker.io', 'library/app', '1')).toEqual(record);
+    });
+
     it('keeps a manifest byte for byte with its media type, and refuses one that does not match its digest', async () => {
       const store = await newStore();
       const bytes = Buffer.from('{\n  "schemaVersion": 2\n}\n');
@@ -188,7 +231,9 @@ export function describeContentStore(name: string, harness: StoreHarness): void 
     it('serves everything after a restart, and evicts in last-use order across it', async () => {
       let clock = Date.now();
       const now = () => clock;
-      const first = await newStore({ maxSize: null, now });
+      // With a size limit from the start: a store may record last use only when it will evict.
+      const roomy = { maxSize: 1024 * 1024, now };
+      const first = await newStore(roomy);
       const [a, b, c] = [
         await putBlob(first, 'aaaa'),
         await putBlob(first, 'bbbb'),
@@ -205,7 +250,7 @@ export function describeContentStore(name: string, harness: StoreHarness): void 
       clock += 10 * 60_000;
       expect(await first.statBlob(c)).toBe(4); // c used last
 
-      const second = await reopen(first, { maxSize: null, now });
+      const second = await reopen(first, roomy);
       expect(second.stats()).toMatchObject({ blobs: 3, manifests: 1 });
       expect((await second.getManifest(digestOf(bytes)))?.bytes.equals(bytes)).toBe(true);
       expect(await second.getTag('docker.io', 'library/app', '1.0')).toEqual(tag);

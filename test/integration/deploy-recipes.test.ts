@@ -283,6 +283,7 @@ function quantityBytes(quantity: string): number {
 
 describe.each([
   ['deploy/kubernetes/central.yaml', 'Deployment'],
+  ['deploy/kubernetes/central-s3.yaml', 'Deployment'],
   ['deploy/kubernetes/daemonset.yaml', 'DaemonSet'],
 ])('%s', (file, kind) => {
   let objects: K8sObject[];
@@ -372,7 +373,9 @@ describe.each([
       const [port] = service.spec.ports;
       expect(resolvePort(port.targetPort, container)).toBe(portOf(config));
     });
+  }
 
+  if (file.endsWith('/central.yaml')) {
     it('keeps the cache on a PersistentVolumeClaim larger than storage.maxSize, one pod at a time', () => {
       const claim = objects.find((o) => o.kind === 'PersistentVolumeClaim');
       const data = volume(mountAt(config.storage.path).name);
@@ -381,6 +384,40 @@ describe.each([
       expect(workload.spec.replicas).toBe(1);
       expect(workload.spec.strategy.type).toBe('Recreate');
       expect(pod.securityContext.fsGroup).toBe(pod.securityContext.runAsGroup);
+    });
+  }
+
+  if (file.endsWith('/central-s3.yaml')) {
+    it('keeps the cache in the bucket, with storage.path on an emptyDir and no PersistentVolumeClaim', () => {
+      expect(config.storage.s3?.bucket).toBeTruthy();
+      expect(config.storage.maxSize).not.toBeNull();
+      expect(objects.filter((o) => o.kind === 'PersistentVolumeClaim')).toEqual([]);
+      expect(volume(mountAt(config.storage.path).name).emptyDir).toBeDefined();
+    });
+
+    it('runs several replicas on different nodes, replaced one at a time, at most one disrupted', () => {
+      expect(workload.spec.replicas).toBeGreaterThanOrEqual(3);
+      expect(workload.spec.strategy).toEqual({
+        type: 'RollingUpdate',
+        rollingUpdate: { maxSurge: 0, maxUnavailable: 1 },
+      });
+      const [term] = pod.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution;
+      expect(term.topologyKey).toBe('kubernetes.io/hostname');
+      expect(term.labelSelector.matchLabels).toEqual(workload.spec.selector.matchLabels);
+      const budget = objects.find((o) => o.kind === 'PodDisruptionBudget');
+      expect(budget.spec.selector).toEqual(workload.spec.selector);
+      expect(budget.spec.maxUnavailable).toBe(1);
+    });
+
+    it('takes S3 credentials from a Secret or the ServiceAccount (IRSA), never from the ConfigMap', async () => {
+      expect(container.envFrom).toEqual([{ secretRef: { name: 'pullcache-s3' } }]);
+      const account = objects.find((o) => o.kind === 'ServiceAccount');
+      expect(pod.serviceAccountName).toBe(account.metadata.name);
+      const text = await readProjectFile(file);
+      expect(text).toMatch(/^\s*#\s+eks\.amazonaws\.com\/role-arn: /m);
+      expect(text).toContain('create secret generic pullcache-s3');
+      const configMap = JSON.stringify(objects.filter((o) => o.kind === 'ConfigMap'));
+      expect(configMap).not.toMatch(/AWS_|accessKey|secret/i);
     });
   }
 

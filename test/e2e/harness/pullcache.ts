@@ -38,6 +38,10 @@ export interface PullcacheOptions {
   env?: Record<string, string>;
   /** A whole config file to use instead of one made of the options above (listen and storage are flags). */
   configText?: string;
+  /** More `storage:` keys (s3, maxSize), beside the path. */
+  storage?: Record<string, unknown>;
+  /** The address to listen on when `listen` is not given (127.0.0.2, .3, ... for replicas side by side). */
+  host?: string;
 }
 
 export interface Pullcache {
@@ -56,7 +60,7 @@ export async function startPullcache(options: PullcacheOptions): Promise<Pullcac
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` before the e2e tests`);
   const dir = await makeTempDir('pullcache');
   const storageDir = options.storageDir ?? join(dir, 'storage');
-  const listen = options.listen ?? `127.0.0.1:${await freePort()}`;
+  const listen = options.listen ?? `${options.host ?? '127.0.0.1'}:${await freePort()}`;
   const reachAt = options.reachAt ?? listen;
   const port = Number(listen.slice(listen.lastIndexOf(':') + 1));
   const configFile = join(dir, 'config.yaml');
@@ -98,7 +102,7 @@ export async function startPullcache(options: PullcacheOptions): Promise<Pullcac
 function configYaml(listen: string, storageDir: string, options: PullcacheOptions): string {
   const lines = [
     `listen: ${JSON.stringify(listen)}`,
-    `storage: { path: ${JSON.stringify(storageDir)} }`,
+    `storage: ${JSON.stringify({ path: storageDir, ...options.storage })}`,
     `defaultRegistry: ${JSON.stringify(options.defaultRegistry ?? 'docker.io')}`,
     'registries:',
   ];

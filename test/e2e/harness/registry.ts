@@ -25,6 +25,15 @@ export interface RegistryOptions {
   proxy?: { remoteurl: string; username?: string; password?: string };
   /** The address it listens on (default 127.0.0.1), e.g. a bridge address network namespaces reach. */
   host?: string;
+  /** Its S3 storage driver instead of the filesystem (a benchmark peer on the same RGW). */
+  s3?: {
+    regionendpoint: string;
+    region: string;
+    bucket: string;
+    accesskey: string;
+    secretkey: string;
+    rootdirectory?: string;
+  };
 }
 
 export interface Registry {
@@ -57,7 +66,13 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Regi
     'log:',
     '  level: info',
     'storage:',
-    `  filesystem: { rootdirectory: ${JSON.stringify(join(dir, 'data'))} }`,
+    ...(options.s3
+      ? [
+          `  s3: ${JSON.stringify({ ...options.s3, forcepathstyle: true })}`,
+          // Its default with S3 answers blob GETs with 307s to the bucket: here it serves the bytes.
+          '  redirect: { disable: true }',
+        ]
+      : [`  filesystem: { rootdirectory: ${JSON.stringify(join(dir, 'data'))} }`]),
     '  delete: { enabled: true }',
     // The default health check polls storage every 10 s and logs; nothing here needs it.
     'health:',
@@ -71,8 +86,12 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Regi
   const configFile = join(dir, 'config.yml');
   await writeFile(configFile, `${config}\n`);
 
+  // With the S3 driver, an AWS_CA_BUNDLE in the environment makes distribution 2.8 panic at start
+  // (its AWS SDK cannot load a bundle into the transport distribution gives it): RGW here is plain http.
+  const { AWS_CA_BUNDLE: _bundle, ...withoutBundle } = process.env;
   const proc = startProcess('docker-registry', 'docker-registry', ['serve', configFile], {
     logFile: join(dir, 'registry.log'),
+    ...(options.s3 ? { env: withoutBundle } : {}),
   });
   const url = `http://${host}:${port}`;
   try {

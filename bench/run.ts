@@ -5,11 +5,17 @@
  * with its S3 driver); printed as markdown tables and written to bench/RESULTS.md. Exits non-zero
  * only when the bench itself fails.
  *
- * BENCH_BLOB_MIB=32 shrinks the layer for a quick run (default 256); BENCH_PEERS picks the peers,
- * comma-separated, of pullcache, distribution, pullcache-s3, pullcache-s3-redirect, distribution-s3
- * (default: all; BENCH_PEERS=pullcache-s3,pullcache-s3-redirect,distribution-s3 runs the S3 ones).
+ * Then the prefetch scenario (bench/prefetch-pull.ts): a cold containerd pull through a throttled
+ * upstream, with and without prefetch and through distribution.
+ *
+ * BENCH_BLOB_MIB=32 shrinks the layer for a quick run (default 256); BENCH_PEERS picks the peers of
+ * the blob scenario, comma-separated, of pullcache, distribution, pullcache-s3, pullcache-s3-redirect
+ * and distribution-s3 (default: all; BENCH_PEERS=pullcache-s3,pullcache-s3-redirect,distribution-s3
+ * BENCH_SCENARIOS=blob runs the object-storage ones alone); BENCH_SCENARIOS=blob
+ * or prefetch runs one scenario alone (default: both). The prefetch scenario alone rewrites only its
+ * own section of RESULTS.md.
  */
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Rgw, startRgw } from '../test/e2e/harness/ceph-rgw.js';
 import { createCleanup } from '../test/e2e/harness/cleanup.js';
@@ -18,9 +24,11 @@ import { startRegistry } from '../test/e2e/harness/registry.js';
 import { createS3Admin } from '../test/e2e/harness/s3-admin.js';
 import { pushImage } from '../test/e2e/harness/skopeo.js';
 import { makeTempDir, removeDir } from '../test/e2e/harness/temp-dir.js';
-import { machineInfo } from './machine-info.js';
+import { type MachineInfo, machineInfo } from './machine-info.js';
 import { type BlobUnderTest, measurePeer, type PeerResult } from './peer-measurement.js';
 import { BENCH_BUCKET, PEER_NAMES, type PeerName, S3_PEERS, startPeer } from './peers.js';
+import { DEFAULT_PREFETCH_SETTINGS, measurePrefetch, type PrefetchReport } from './prefetch-pull.js';
+import { prefetchSection, prefetchTable, withPrefetchSection } from './prefetch-report.js';
 import { resultsMarkdown, resultsTables } from './results-report.js';
 import { measureStartCost } from './start-cost.js';
 
@@ -28,18 +36,39 @@ const CLIENTS = 16;
 const WARM_RUNS = 5;
 const REPOSITORY = 'library/bench';
 const RESULTS_FILE = join(import.meta.dirname, 'RESULTS.md');
+const SCENARIOS = ['blob', 'prefetch'] as const;
+type Scenario = (typeof SCENARIOS)[number];
 
 const cleanup = createCleanup();
 
 async function main(): Promise<void> {
-  const blobMiB = positiveInteger('BENCH_BLOB_MIB', process.env.BENCH_BLOB_MIB ?? '256');
-  const peers = peerNames(process.env.BENCH_PEERS ?? PEER_NAMES.join(','));
+  const scenarios = scenarioNames(process.env.BENCH_SCENARIOS ?? SCENARIOS.join(','));
+  const date = new Date();
   const machine = await machineInfo();
   if (machine.busyBeforeStart > 0.2) {
     log(
       `warning: CPU ${(machine.busyBeforeStart * 100).toFixed(0)}% busy before the start; numbers will be skewed`,
     );
   }
+  const blobResults = scenarios.includes('blob') ? await blobScenario(date, machine) : undefined;
+  let prefetch: PrefetchReport | undefined;
+  if (scenarios.includes('prefetch')) {
+    prefetch = await measurePrefetch(DEFAULT_PREFETCH_SETTINGS, log);
+    process.stdout.write(`\n${prefetchTable(prefetch)}\n\n`);
+  }
+  const section = prefetch ? prefetchSection(prefetch, date, machine) : undefined;
+  if (blobResults !== undefined) {
+    await writeFile(RESULTS_FILE, section ? withPrefetchSection(blobResults, section) : blobResults);
+  } else if (section) {
+    await writeFile(RESULTS_FILE, withPrefetchSection(await readFile(RESULTS_FILE, 'utf8'), section));
+  }
+  log(`wrote ${RESULTS_FILE}`);
+}
+
+/** One large blob against each peer; returns RESULTS.md as its report makes it. */
+async function blobScenario(date: Date, machine: MachineInfo): Promise<string> {
+  const blobMiB = positiveInteger('BENCH_BLOB_MIB', process.env.BENCH_BLOB_MIB ?? '256');
+  const peers = peerNames(process.env.BENCH_PEERS ?? PEER_NAMES.join(','));
 
   // Before anything else runs: a fresh node importing each dependency in turn.
   const startCost = peers.includes('pullcache') ? await measureStartCost() : undefined;
@@ -93,7 +122,7 @@ async function main(): Promise<void> {
   }
 
   const report = {
-    date: new Date(),
+    date,
     machine,
     blob,
     settings: { clients: CLIENTS, warmRuns: WARM_RUNS },
@@ -101,8 +130,19 @@ async function main(): Promise<void> {
     startCost,
   };
   process.stdout.write(`\n${resultsTables(report)}\n\n`);
-  await writeFile(RESULTS_FILE, resultsMarkdown(report));
-  log(`wrote ${RESULTS_FILE}`);
+  return resultsMarkdown(report);
+}
+
+function scenarioNames(value: string): Scenario[] {
+  const names = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const unknown = names.filter((n) => !(SCENARIOS as readonly string[]).includes(n));
+  if (names.length === 0 || unknown.length > 0) {
+    throw new Error(`BENCH_SCENARIOS must list ${SCENARIOS.join(' and/or ')}, got ${JSON.stringify(value)}`);
+  }
+  return [...new Set(names)] as Scenario[];
 }
 
 function positiveInteger(name: string, value: string): number {

@@ -1,14 +1,17 @@
 /**
  * @module Prometheus metrics (prom-client) on a registry of our own: requests, cache results, bytes
- * served and fetched, upstream latency and errors, token fetches, downloads in flight, cache size.
+ * served and fetched, upstream latency and errors, token fetches, downloads in flight, cache size,
+ * each upstream's rate-limit budget and whether it is cooling down.
  * Labels carry registry names and endpoint kinds only: never repositories (unbounded) or secrets.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { CacheStats } from './cache/content-store.js';
+import type { UpstreamStatus } from './upstream/upstreams.js';
 
 export interface MetricsSources {
   cacheStats(): CacheStats;
   downloadsInFlight(): number;
+  upstreams(): UpstreamStatus[];
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
@@ -114,6 +117,42 @@ export function createMetrics() {
     registers: [registry],
     collect() {
       this.set(sources?.cacheStats().maxSize ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'pullcache_upstream_ratelimit_remaining',
+    help: 'Pulls left in the upstream pull limit, as its last ratelimit-remaining header said, by registry',
+    labelNames: ['registry'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const upstream of sources?.upstreams() ?? []) {
+        if (upstream.rateLimit) this.set({ registry: upstream.registry }, upstream.rateLimit.remaining);
+      }
+    },
+  });
+  new Gauge({
+    name: 'pullcache_upstream_ratelimit_limit',
+    help: 'The upstream pull limit per window, as its last ratelimit-limit header said, by registry',
+    labelNames: ['registry'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const upstream of sources?.upstreams() ?? []) {
+        if (upstream.rateLimit) this.set({ registry: upstream.registry }, upstream.rateLimit.limit);
+      }
+    },
+  });
+  new Gauge({
+    name: 'pullcache_upstream_cooling_down',
+    help: 'Whether requests to an upstream are refused at once (1) because it stopped answering, by registry',
+    labelNames: ['registry'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const upstream of sources?.upstreams() ?? []) {
+        this.set({ registry: upstream.registry }, upstream.coolingDown ? 1 : 0);
+      }
     },
   });
   return metrics;

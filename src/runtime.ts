@@ -1,17 +1,27 @@
-/** @module The parts behind every command that pulls: metrics, the store, upstream clients, the pull layer. */
-import { resolve } from 'node:path';
+/**
+ * @module The parts behind every command that pulls: metrics, the store (disk or bucket), upstream
+ * clients, the pull layer, and what the status page reports (traffic history, upstream errors, pull
+ * counts).
+ */
 import type { Logger } from 'pino';
-import type { ContentStore } from './cache/content-store.js';
-import { createDiskStore } from './cache/disk-store.js';
+import { createPullCounter } from './cache/pull-counter.js';
+import { createConfiguredStore } from './cache/store-from-config.js';
 import type { Config } from './config.js';
-import { createMetrics, type Metrics } from './metrics.js';
+import type { AnsweredPull } from './http/request-log.js';
+import { createMetrics } from './metrics.js';
 import { createPuller, type PullerDeps } from './pull/puller.js';
+import { createStatusReport } from './status/status-report.js';
+import { createTrafficHistory } from './status/traffic-history.js';
+import { createUpstreamErrors } from './status/upstream-errors.js';
+import type { BudgetNotice } from './upstream/rate-limit-budget.js';
+import type { HealthNotice } from './upstream/upstream-health.js';
 import { createUpstreams, type UpstreamHooks } from './upstream/upstreams.js';
 
 export interface RuntimeHooks {
   /** Test clock for tag TTLs and last-use times. */
   now?: () => number;
   onDownload?: PullerDeps['onDownload'];
+  onPrefetch?: PullerDeps['onPrefetch'];
   /** DNS lookup for upstream connections (tests map host names to loopback addresses). */
   lookup?: UpstreamHooks['lookup'];
 }
@@ -20,34 +30,110 @@ export type Runtime = Awaited<ReturnType<typeof createRuntime>>;
 
 export async function createRuntime(config: Config, logger: Logger, hooks: RuntimeHooks = {}) {
   const metrics = createMetrics();
-  const store = await createStore(config, logger, metrics, hooks);
+  const store = await createConfiguredStore(config, {
+    ...(hooks.now ? { now: hooks.now } : {}),
+    onEvict: (key, size) => {
+      metrics.evictions.inc();
+      logger.debug({ key, size }, 'evicted');
+    },
+    onBackgroundError: (error, what) =>
+      logger.warn({ error: (error as Error).message, store: 's3' }, `S3 store: could not ${what}`),
+  });
   await store.init();
+  const traffic = createTrafficHistory();
+  const upstreamErrors = createUpstreamErrors();
+  const pulls = createPullCounter({
+    store,
+    onError: (error) =>
+      logger.warn(
+        { error: (error as Error).message },
+        'cannot write pull counts: keeping them for the next try',
+      ),
+  });
   const upstreams = createUpstreams(config, {
     onTokenFetch: (registry) => metrics.tokenFetches.inc({ registry }),
-    onResponse: (registry, status, seconds) =>
-      metrics.upstreamDuration.observe({ registry, status: String(status) }, seconds),
-    onError: (registry, reason) => metrics.upstreamErrors.inc({ registry, reason }),
+    onResponse: (registry, status, seconds) => {
+      metrics.upstreamDuration.observe({ registry, status: String(status) }, seconds);
+      upstreamErrors.answered(registry, status);
+    },
+    onError: (registry, reason) => {
+      metrics.upstreamErrors.inc({ registry, reason });
+      upstreamErrors.failed(registry, reason);
+    },
     onCredentialsWithheld: (registry, realmHost, reason) =>
       logger.warn(
         { registry, realmHost, reason },
         `token realm ${realmHost} of ${registry} may not have its credentials: fetching an anonymous token (list it in registries.${registry}.tokenRealms to trust it)`,
       ),
+    onParentDown: (parent, reason) =>
+      logger.warn(
+        { parent, reason },
+        'parent pullcache unreachable: pulling from the registries directly until it is back',
+      ),
+    onParentUp: (parent) => logger.info({ parent }, 'parent pullcache reachable again: pulling through it'),
+    onParentFallback: (registry, reason) =>
+      logger.warn(
+        { registry, reason },
+        'parent pullcache could not serve a request: sent it to the registry',
+      ),
     lookup: hooks.lookup,
+    now: hooks.now,
+    onHealth: (registry, notice) => logHealth(logger, registry, notice),
+    onBudget: (registry, notice) => logBudget(logger, registry, notice),
   });
   const puller = createPuller({
     config,
     upstreams,
     store,
     logger,
-    events: { fetched: (registry, bytes) => metrics.fetchedBytes.inc({ registry }, bytes) },
+    events: {
+      fetched: (registry, bytes) => {
+        metrics.fetchedBytes.inc({ registry }, bytes);
+        traffic.fetched(registry, bytes);
+      },
+    },
     ...hooks,
   });
-  metrics.observe({ cacheStats: () => store.stats(), downloadsInFlight: () => puller.inflightCount() });
+  metrics.observe({
+    cacheStats: () => store.stats(),
+    downloadsInFlight: () => puller.inflightCount(),
+    upstreams: () => upstreams.status(),
+  });
+  const status = createStatusReport({
+    store,
+    registries: Object.keys(config.registries),
+    traffic,
+    errors: upstreamErrors,
+    pulls,
+    downloads: puller.downloads,
+    upstreamHealth(registry) {
+      const upstream = upstreams.status().find((u) => u.registry === registry);
+      if (!upstream) return null;
+      const reading = upstream.rateLimit;
+      return {
+        coolingDown: upstream.coolingDown,
+        rateLimit: reading
+          ? { limit: reading.limit, remaining: reading.remaining, windowSeconds: reading.windowSeconds }
+          : null,
+      };
+    },
+  });
   return {
     metrics,
     store,
     upstreams,
     puller,
+    status,
+    /**
+     * A manifest or blob answer was sent: the traffic history counts it, and a manifest by tag
+     * answered 200 (HEAD or GET) is one pull of that tag.
+     */
+    answered(pull: AnsweredPull): void {
+      const fromCache = pull.cache !== 'miss';
+      traffic.answered(pull.registry, fromCache, fromCache && !pull.aborted ? pull.bytes : 0);
+      if (pull.endpoint === 'manifest' && !pull.reference.includes(':') && pull.status === 200)
+        pulls.pulled(pull.registry, pull.repository, pull.reference);
+    },
     /**
      * Stops downloads still receiving (their temp files are removed), gives verified blobs until
      * `deadline` (ms since epoch; no limit without one) to be committed, removes what could not be,
@@ -56,38 +142,44 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
     async close(deadline = Number.POSITIVE_INFINITY): Promise<void> {
       await puller.stopDownloads(new Error('pullcache is shutting down'), deadline);
       await upstreams.close();
+      await pulls.close();
       await store.close();
     },
   };
 }
 
-/**
- * The store the config names: the bucket of `storage.s3` (its module, and the AWS SDK with it, loaded
- * only then), else the folder `storage.path`.
- */
-async function createStore(
-  config: Config,
-  logger: Logger,
-  metrics: Metrics,
-  hooks: RuntimeHooks,
-): Promise<ContentStore> {
-  const { storage } = config;
-  const onEvict = (key: string, size: number) => {
-    metrics.evictions.inc();
-    logger.debug({ key, size }, 'evicted');
-  };
-  const now = hooks.now ? { now: hooks.now } : {};
-  if (storage.s3) {
-    const { createS3Store } = await import('./cache/s3-store.js');
-    return createS3Store({
-      ...storage.s3,
-      localPath: resolve(storage.path),
-      maxSize: storage.maxSize,
-      ...now,
-      onEvict,
-      onBackgroundError: (error, what) =>
-        logger.warn({ error: (error as Error).message, store: 's3' }, `S3 store: could not ${what}`),
-    });
+function logHealth(logger: Logger, registry: string, notice: HealthNotice): void {
+  if (notice.kind === 'down') {
+    logger.warn(
+      { registry, failures: notice.failures, coolDownSeconds: notice.coolDownSeconds },
+      `upstream registry ${registry} is not answering (${notice.failures} requests in a row): cold requests are answered 503 at once, and one probe every ${notice.coolDownSeconds}s checks whether it is back`,
+    );
+  } else {
+    logger.info(
+      { registry, downForSeconds: notice.downForSeconds },
+      `upstream registry ${registry} answers again`,
+    );
   }
-  return createDiskStore({ root: resolve(storage.path), maxSize: storage.maxSize, ...now, onEvict });
+}
+
+function logBudget(logger: Logger, registry: string, notice: BudgetNotice): void {
+  switch (notice.kind) {
+    case 'low':
+      logger.warn(
+        { registry, ...notice },
+        `pull limit of ${registry} below ${Math.round(notice.threshold * 100)}%: ${notice.remaining} of ${notice.limit} left, tags are revalidated ${notice.tagTTLFactor}× less often`,
+      );
+      return;
+    case 'spent':
+      logger.warn(
+        { registry, ...notice },
+        `pull limit of ${registry} spent: cached tags are served as they are, other manifests are answered 429 for ${notice.retryAfterSeconds}s`,
+      );
+      return;
+    case 'restored':
+      logger.info(
+        { registry, ...notice },
+        `pull limit of ${registry} has room again: ${notice.remaining} of ${notice.limit} left`,
+      );
+  }
 }

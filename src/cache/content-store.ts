@@ -1,7 +1,8 @@
 /**
  * @module The one face every store gives the pull layer: blobs by digest (stat, a ranged read that
  * holds the blob against eviction until it is closed, a writer that commits only what the download
- * verified), manifests by digest with their media type, tag records, usage and eviction, readiness.
+ * verified), manifests by digest with their media type, tag and referrers records, usage and
+ * eviction, readiness.
  * The disk store (cache/disk-store.ts) and the S3 store implement it; one contract suite
  * (test/contract/content-store.contract.ts) runs against each. Nothing above this interface knows
  * about paths, temp files or object keys.
@@ -16,6 +17,16 @@ export interface TagRecord {
   mediaType: string;
   size: number;
   /** When the upstream last confirmed this tag (ms since epoch). */
+  fetchedAt: number;
+}
+
+/** A referrers answer: the descriptors listed, already filtered when the record is for an artifactType. */
+export interface ReferrersRecord {
+  /** The index's `manifests`, as the upstream listed them. */
+  manifests: Record<string, unknown>[];
+  /** Where they came from: the referrers API, or the fallback tag of a registry without it. */
+  source: 'api' | 'tag';
+  /** When the upstream last answered for them (ms since epoch). */
   fetchedAt: number;
 }
 
@@ -79,6 +90,21 @@ export interface ContentStore {
   getTag(registry: string, repository: string, tag: string): Promise<TagRecord | null>;
   putTag(registry: string, repository: string, tag: string, record: TagRecord): Promise<void>;
   deleteTag(registry: string, repository: string, tag: string): Promise<void>;
+
+  /** The referrers of `subject` cached for this artifactType filter (null: unfiltered). */
+  getReferrers(
+    registry: string,
+    repository: string,
+    subject: string,
+    artifactType: string | null,
+  ): Promise<ReferrersRecord | null>;
+  putReferrers(
+    registry: string,
+    repository: string,
+    subject: string,
+    artifactType: string | null,
+    record: ReferrersRecord,
+  ): Promise<void>;
 
   /** Throws unless the store accepts writes now (readiness). */
   probeWritable(): Promise<void>;

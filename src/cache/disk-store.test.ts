@@ -1,9 +1,9 @@
 /**
  * What is particular to the disk store (test/contract/ holds what every store does): file
- * modification times are the last-use record other processes and restarts read, and a refused
- * write leaves no file.
+ * modification times are the last-use record other processes and restarts read, a refused
+ * write leaves no file, and a referrers record's file name holds its filter only as a hash.
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync, utimesSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -66,5 +66,41 @@ describe('disk store', () => {
     expect(existsSync(first.blobPath(b))).toBe(false);
     expect(existsSync(first.blobPath(a))).toBe(true);
     expect(existsSync(first.blobPath(c))).toBe(true);
+  });
+
+  it('names a referrers record by subject and a hash of the filter, apart from tags and content', async () => {
+    const store = diskStore();
+    await store.init();
+    const subject = digestOf(Buffer.from('image'));
+    const record = { manifests: [], source: 'api' as const, fetchedAt: 1 };
+    await store.putReferrers('docker.io', 'library/nginx', subject, null, record);
+    await store.putReferrers('docker.io', 'library/nginx', subject, '../../x/y', record);
+    const hex = parseDigest(subject).hex;
+    const filterHash = digestOf(Buffer.from('../../x/y')).slice('sha256:'.length);
+    expect(allFiles(store.root).sort()).toEqual([`sha256-${hex}-${filterHash}.json`, `sha256-${hex}.json`]);
+    expect(readdirSync(join(store.root, 'referrers', 'docker.io', 'library', 'nginx'))).toEqual([
+      '_referrers',
+    ]);
+    expect(store.stats()).toMatchObject({ bytes: 0, blobs: 0, manifests: 0 });
+  });
+
+  it('treats an unreadable referrers record as absent', async () => {
+    const store = diskStore();
+    const subject = digestOf(Buffer.from('image'));
+    await store.putReferrers('docker.io', 'library/nginx', subject, null, {
+      manifests: [],
+      source: 'api',
+      fetchedAt: 1,
+    });
+    const folder = join(store.root, 'referrers', 'docker.io', 'library/nginx', '_referrers');
+    const file = join(folder, readdirSync(folder)[0]!);
+    for (const text of [
+      '{',
+      '{"manifests":{},"source":"api","fetchedAt":1}',
+      '{"manifests":[],"source":"x"}',
+    ]) {
+      writeFileSync(file, text);
+      expect(await store.getReferrers('docker.io', 'library/nginx', subject, null)).toBeNull();
+    }
   });
 });

@@ -8,6 +8,7 @@ import type { Config } from '../config.js';
 import { parseDigest } from '../digest.js';
 import { badRequest, notFound, unsupported, upstreamTimeout } from '../errors.js';
 import type { Puller } from '../pull/puller.js';
+import { parseArtifactType } from '../pull/referrers-index.js';
 import type { BlobAnswer, ListingAnswer } from '../pull/types.js';
 import { assertTag } from '../reference.js';
 import { type Route, resolveRoute } from '../routing.js';
@@ -98,12 +99,15 @@ export function createV2Handler({ config, puller }: V2Deps) {
         return listing(c, answer, base, `/v2/${endpoint.name}/tags/list`, route, head);
       }
       case 'referrers': {
+        info.reference = endpoint.digest;
         parseDigest(endpoint.digest);
+        const artifactType = parseArtifactType(c.req.query('artifactType'));
         const answer = await within(
           config.limits.manifestTimeout,
           route,
-          puller.referrers(route, endpoint.digest, listingQuery(c, ['artifactType'])),
+          puller.referrers(route, endpoint.digest, artifactType),
         );
+        info.cache = answer.cache;
         return listing(c, answer, base, `/v2/${endpoint.name}/referrers/${endpoint.digest}`, route, head);
       }
     }

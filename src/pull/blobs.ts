@@ -23,6 +23,20 @@ export interface BlobOptions {
   range: RangeSpec | null;
 }
 
+export interface DownloadProgress {
+  digest: string;
+  registry: string;
+  repository: string;
+  /** Bytes received so far. */
+  received: number;
+  /** Total size, once the upstream said. */
+  size: number | null;
+  /** ms since epoch. */
+  startedAt: number;
+  /** False once the store failed and the bytes pass through. */
+  storing: boolean;
+}
+
 export interface BlobsDeps {
   upstreams: Upstreams;
   store: ContentStore;
@@ -43,6 +57,8 @@ export function createBlobs({
   downloadsPerRegistry,
 }: BlobsDeps) {
   const inflight = new Map<string, BlobDownload>();
+  // Who a download is for and since when, for the status page.
+  const started = new WeakMap<BlobDownload, { route: Route; at: number }>();
   const localRead = createLocalRead(logger);
   const limiters = new Map<string, ReturnType<typeof createLimiter>>();
   const limiterOf = (registry: string) => {
@@ -73,6 +89,7 @@ export function createBlobs({
       acquireSlot: () => limiterOf(route.registry).acquire(),
     });
     inflight.set(digest, download);
+    started.set(download, { route, at: Date.now() });
     onDownload?.(download, route);
     // A stored blob is served from the store at once; one that could not be stored stays joinable
     // for as long as its bytes are held (clients still reading it).
@@ -186,8 +203,36 @@ export function createBlobs({
   return {
     blob: lookUp,
 
+    /**
+     * Starts a download for the cache alone (prefetch) unless the blob is stored or already coming.
+     * With no client it still runs to the end and is stored; only a download that cannot store
+     * (passing through) stops once nobody reads it.
+     */
+    async prefetch(route: Route, digest: string): Promise<'started' | 'cached' | 'running'> {
+      if (inflight.has(digest)) return 'running';
+      if ((await store.statBlob(digest)) !== null) return 'cached';
+      if (inflight.has(digest)) return 'running';
+      startDownload(route, digest);
+      return 'started';
+    },
+
     /** Downloads in progress, for stats and metrics. */
     inflightCount: () => inflight.size,
+
+    /** Each download in progress and how far it got, for the status page. */
+    downloads: (): DownloadProgress[] =>
+      [...inflight.values()].map((download) => {
+        const origin = started.get(download)!;
+        return {
+          digest: download.digest.value,
+          registry: origin.route.registry,
+          repository: origin.route.repository,
+          received: download.available,
+          size: download.size,
+          startedAt: origin.at,
+          storing: download.storing,
+        };
+      }),
 
     /**
      * Shutdown, once no client is left: stops downloads still receiving (their temp files are

@@ -1,6 +1,6 @@
 /**
- * @module Tag lists and referrers: never cached (they change with every push), passed through with
- * the next page's query kept for the HTTP layer to point back at the proxy.
+ * @module Tag lists: never cached (they change with every push), passed through with the next
+ * page's query kept for the HTTP layer to point back at the proxy. (Referrers are cached: referrers.ts.)
  */
 import type { Route } from '../routing.js';
 import type { Listing } from '../upstream/remote-registry.js';
@@ -11,14 +11,6 @@ export function createListings(upstreams: Upstreams) {
   return {
     async tags(route: Route, query: URLSearchParams): Promise<ListingAnswer> {
       return toListing(await upstreams.get(route.registry).tags(route.repository, query));
-    },
-    async referrers(route: Route, digest: string, query: URLSearchParams): Promise<ListingAnswer> {
-      const response = await upstreams.get(route.registry).referrers(route.repository, digest, query);
-      const filters = response.headers['oci-filters-applied'];
-      return {
-        ...toListing(response),
-        headers: typeof filters === 'string' ? { 'oci-filters-applied': filters } : {},
-      };
     },
   };
 }

@@ -1,15 +1,16 @@
 /**
  * @module Manifests. By digest: local first, forever. By tag: served from the tag record while it is
- * younger than `tagTTL`; after that revalidated with an upstream HEAD (not counted by Docker Hub's
- * pull limit); when the upstream cannot answer (unreachable, timeout, 5xx, 429) the cached digest is
- * served (stale-if-error). A 404 means the tag was deleted upstream. Concurrent misses of one
+ * younger than `tagTTL` (stretched while the registry's rate-limit budget runs low); after that
+ * revalidated with an upstream HEAD (not counted by Docker Hub's pull limit); when the upstream cannot
+ * answer (unreachable, cooling down, timeout, 5xx, 429 or a spent budget) the cached digest is served
+ * (stale-if-error). A 404 means the tag was deleted upstream. Concurrent misses of one
  * manifest or tag share one upstream request. A store that cannot take writes (disk full, read-only)
  * costs the cache entry, never the answer: the upstream's bytes are served all the same.
  */
 import type { Logger } from 'pino';
 import type { ContentStore, TagRecord } from '../cache/content-store.js';
 import type { Manifest } from '../content.js';
-import { RegistryError } from '../errors.js';
+import { RegistryError, refusedWithoutAsking } from '../errors.js';
 import type { Route } from '../routing.js';
 import type { Upstreams } from '../upstream/upstreams.js';
 import { createLocalRead } from './local-read.js';
@@ -71,7 +72,7 @@ export function createManifests(deps: ManifestsDeps) {
       });
     }
     const cached = await localRead({ digest: record.digest }, store.getManifest(record.digest));
-    if (cached && now() - record.fetchedAt < deps.tagTTL)
+    if (cached && now() - record.fetchedAt < deps.tagTTL * upstreams.get(registry).tagTTLFactor())
       return { manifest: cached, passed: {}, cache: 'hit' as const };
     return shareTag(`${registry}/${repository}:${tag} revalidate`, () =>
       revalidate(route, tag, record, cached, accept),
@@ -118,7 +119,8 @@ export function createManifests(deps: ManifestsDeps) {
   }
 
   function stale(route: Route, tag: string, manifest: Manifest, error: RegistryError) {
-    logger.warn(
+    // A refusal of our own (cooling down, budget spent) was logged once when it began: not per tag.
+    logger[refusedWithoutAsking(error) ? 'debug' : 'warn'](
       {
         registry: route.registry,
         repository: route.repository,

@@ -40,3 +40,8 @@ export interface ListingAnswer {
   headers: Record<string, string>;
   passed: Record<string, string>;
 }
+
+/** A referrers list: always one OCI image index, every upstream page in it (so `next` is null). */
+export interface ReferrersAnswer extends ListingAnswer {
+  cache: CacheOutcome;
+}

@@ -45,6 +45,8 @@ export interface Listing extends Passed {
 
 export interface RemoteRegistry {
   readonly name: string;
+  /** How many times longer its tags are served from cache now: its rate-limit budget is running low. */
+  tagTTLFactor(): number;
   headManifest(
     repository: string,
     reference: string,
@@ -87,6 +89,7 @@ export function createRemoteRegistry(
       path: `${repository}/manifests/${reference}`,
       headers: { accept: accept || DEFAULT_MANIFEST_ACCEPT },
       repository,
+      limited: true,
     });
     if (response.status !== 200) throw await upstreamError(registry, response, 'MANIFEST_UNKNOWN');
     return response;
@@ -113,6 +116,7 @@ export function createRemoteRegistry(
 
   return {
     name: registry,
+    tagTTLFactor: () => client.budget.tagTTLFactor(),
 
     async headManifest(repository, reference, accept) {
       const response = await manifestRequest('HEAD', repository, reference, accept);

@@ -202,6 +202,32 @@ export function describeContentStore(name: string, harness: StoreHarness): void 
       expect(await store.getTag('docker.io', 'library/nginx/latest', 'x')).toEqual(record);
     });
 
+    it('keeps referrers records per subject and artifactType filter, apart from tags', async () => {
+      const store = await newStore();
+      const subject = digestOf(Buffer.from('image'));
+      const sig = { mediaType: 'm', digest: digestOf(Buffer.from('sig')), size: 3, artifactType: 'a/sig' };
+      const sbom = { mediaType: 'm', digest: digestOf(Buffer.from('sbom')), size: 4, artifactType: 'a/sbom' };
+      const all = { manifests: [sig, sbom], source: 'api' as const, fetchedAt: 7 };
+      const signatures = { manifests: [sig], source: 'tag' as const, fetchedAt: 8 };
+      await store.putReferrers('docker.io', 'library/nginx', subject, null, all);
+      await store.putReferrers('docker.io', 'library/nginx', subject, 'a/sig', signatures);
+      expect(await store.getReferrers('docker.io', 'library/nginx', subject, null)).toEqual(all);
+      expect(await store.getReferrers('docker.io', 'library/nginx', subject, 'a/sig')).toEqual(signatures);
+      // Other filters, repositories, registries and subjects have nothing cached.
+      expect(await store.getReferrers('docker.io', 'library/nginx', subject, 'a/sbom')).toBeNull();
+      expect(await store.getReferrers('docker.io', 'library/nginx/x', subject, null)).toBeNull();
+      expect(await store.getReferrers('quay.io', 'library/nginx', subject, null)).toBeNull();
+      expect(await store.getReferrers('docker.io', 'library/nginx', sig.digest, null)).toBeNull();
+      // A record is neither the fallback tag of its subject nor content.
+      expect(await store.getTag('docker.io', 'library/nginx', subject.replace(':', '-'))).toBeNull();
+      expect(store.stats()).toMatchObject({ bytes: 0, blobs: 0, manifests: 0 });
+      // Rewritten in place, and still there after a restart.
+      await store.putReferrers('docker.io', 'library/nginx', subject, null, { ...all, fetchedAt: 9 });
+      const again = await reopen(store, { maxSize: null });
+      expect((await again.getReferrers('docker.io', 'library/nginx', subject, null))?.fetchedAt).toBe(9);
+      expect(await again.getReferrers('docker.io', 'library/nginx', subject, 'a/sig')).toEqual(signatures);
+    });
+
     it('serves everything after a restart, and evicts in last-use order across it', async () => {
       let clock = Date.now();
       const now = () => clock;

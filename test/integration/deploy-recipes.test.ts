@@ -592,7 +592,7 @@ describe('deploy/grafana-dashboard.json', () => {
     for (const query of queries) for (const name of namesIn(query)) expect(registered, query).toContain(name);
   });
 
-  it('charts requests, cache hits, bytes, upstream latency and errors, downloads, size, evictions, tokens', () => {
+  it('charts requests, cache hits, bytes, upstream latency, errors, limits and health, downloads, size, evictions, tokens', () => {
     const used = new Set(queries.flatMap(namesIn));
     for (const name of [
       'pullcache_http_requests_total',
@@ -606,6 +606,9 @@ describe('deploy/grafana-dashboard.json', () => {
       'pullcache_cache_max_size_bytes',
       'pullcache_cache_evictions_total',
       'pullcache_token_fetches_total',
+      'pullcache_upstream_ratelimit_remaining',
+      'pullcache_upstream_ratelimit_limit',
+      'pullcache_upstream_cooling_down',
     ])
       expect(used).toContain(name);
   });

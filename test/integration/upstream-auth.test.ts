@@ -277,7 +277,7 @@ describe('an upstream that rate-limits, fails or cannot be reached', () => {
 
   beforeAll(async () => {
     registry = await startLoopback(
-      http.get('/v2/library/limited/manifests/:tag', () =>
+      http.get('/v2/hub/limited/manifests/:tag', () =>
         HttpResponse.json(
           { errors: [{ code: 'TOOMANYREQUESTS', message: 'You have reached your pull rate limit.' }] },
           {
@@ -304,6 +304,8 @@ describe('an upstream that rate-limits, fails or cannot be reached', () => {
     proxy = await startProxy({
       registries: {
         'docker.io': { url: registry.url },
+        // Its own registry: after its 429 no manifest request goes to it for the Retry-After.
+        'limited.example.test': { url: registry.url },
         'down.example.test': {
           url: `http://127.0.0.1:${closedPort}`,
           username: 'u',
@@ -320,8 +322,9 @@ describe('an upstream that rate-limits, fails or cannot be reached', () => {
     registry.requests.length = 0;
   });
 
-  it('passes 429 on with Retry-After and the rate-limit headers', async () => {
-    const response = await fetch(`${proxy.url}/v2/limited/manifests/latest`);
+  it('passes 429 on with Retry-After and the rate-limit headers, and asks no more until then', async () => {
+    const url = `${proxy.url}/v2/limited.example.test/hub/limited/manifests/latest`;
+    const response = await fetch(url);
     expect(response.status).toBe(429);
     expect(response.headers.get('retry-after')).toBe('120');
     expect(response.headers.get('ratelimit-remaining')).toBe('0;w=21600');
@@ -329,6 +332,12 @@ describe('an upstream that rate-limits, fails or cannot be reached', () => {
       code: 'TOOMANYREQUESTS',
       message: 'You have reached your pull rate limit.',
     });
+    const again = await fetch(url);
+    expect(again.status).toBe(429);
+    expect(Number(again.headers.get('retry-after'))).toBeLessThanOrEqual(120);
+    expect(again.headers.get('ratelimit-remaining')).toBe('0;w=21600');
+    expect((await firstError(again)).code).toBe('TOOMANYREQUESTS');
+    expect(registry.count('GET', '/v2/hub/limited/manifests/latest')).toBe(1);
   });
 
   it('passes a 5xx on with its status and OCI error body', async () => {

@@ -15,9 +15,10 @@ import { pino } from 'pino';
 import { exportImages } from './archive/oci-export.js';
 import { ImportError, importArchive } from './archive/oci-import.js';
 import { TarError } from './archive/tar.js';
+import { createConfiguredStore } from './cache/store-from-config.js';
 import { ConfigError, loadConfig } from './config.js';
 import { RegistryError } from './errors.js';
-import { listCommand, openStore, pruneCommand, removeCommand } from './inventory-commands.js';
+import { listCommand, pruneCommand, removeCommand } from './inventory-commands.js';
 import { formatReference, parseReference } from './reference.js';
 import { createRuntime } from './runtime.js';
 import { ListenError, startServer } from './server.js';
@@ -130,8 +131,7 @@ async function main(argv: string[]): Promise<number> {
       if (rest.length === 0) throw new UsageError('warm takes one or more REFERENCEs');
       const logger = pino({ level: 'warn' }, pino.destination(2));
       const output = process.stderr.isTTY ? progressBar(process.stderr) : jsonLines();
-      // Alone, even with `cluster:`: a warm-up process is no member the others could ask.
-      const runtime = await createRuntime({ ...config, cluster: undefined }, logger);
+      const runtime = await createRuntime(config, logger);
       const failed: string[] = [];
       for (const reference of rest) {
         const started = Date.now();
@@ -188,14 +188,9 @@ async function main(argv: string[]): Promise<number> {
       const logger = pino({ level: 'warn' }, pino.destination(2));
       const runtime = await createRuntime(config, logger);
       try {
-        const result = await exportImages(
-          { ...runtime, store: runtime.inventory, config },
-          rest,
-          resolve(values.output),
-          {
-            platforms: values.platform ?? [],
-          },
-        );
+        const result = await exportImages({ ...runtime, config }, rest, resolve(values.output), {
+          platforms: values.platform ?? [],
+        });
         if (values.json) print(`${JSON.stringify({ file: resolve(values.output), ...result })}\n`);
         else {
           for (const image of result.images)
@@ -212,8 +207,10 @@ async function main(argv: string[]): Promise<number> {
     case 'import': {
       if (rest.length !== 1) throw new UsageError('import takes exactly one FILE.tar');
       // No maxSize here: a serve process evicts by its own limit; import does not drop content.
-      const store = openStore(config);
-      const result = await importArchive({ store, config }, rest[0]!, { registry: values.registry });
+      const store = await createConfiguredStore(config, { maxSize: null });
+      const result = await importArchive({ store, config }, rest[0]!, { registry: values.registry }).finally(
+        () => store.close(),
+      );
       if (values.json) print(`${JSON.stringify(result)}\n`);
       else {
         for (const image of result.images) print(`imported ${image.reference ?? image.digest}\n`);

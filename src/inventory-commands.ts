@@ -1,10 +1,8 @@
 /**
  * @module `pullcache ls | rm | prune`: the cache's images as a table or JSON, and removal by name or
- * by age and size. They work on the storage folder directly (no server needed), and are safe while
- * a serve process uses it (see cache/removal.ts).
+ * by age and size. They work on the store directly, the storage folder or the bucket (no server
+ * needed), and are safe while serve processes use it (see cache/removal.ts).
  */
-import { resolve } from 'node:path';
-import { createDiskStore } from './cache/disk-store.js';
 import { type CachedImage, type Inventory, takeInventory } from './cache/inventory.js';
 import {
   imageName,
@@ -15,20 +13,24 @@ import {
   removePlanned,
   selectByReference,
 } from './cache/removal.js';
-import { type Config, ConfigError } from './config.js';
+import { type ConfiguredStore, createConfiguredStore } from './cache/store-from-config.js';
+import type { Config } from './config.js';
 import { formatBytes } from './units.js';
 
 type Write = (text: string) => void;
 
-/** The storage folder, for commands that work on it beside a running serve (not on a bucket). */
-export function openStore(config: Pick<Config, 'storage'>) {
-  if (config.storage.s3) {
-    throw new ConfigError(
-      'storage.s3: ls, rm, prune and import work on a storage folder; this config keeps the cache in a bucket',
-    );
+/** Runs `work` on the configured store, then closes it (a bucket's connections). */
+async function withStore<T>(
+  config: Pick<Config, 'storage'>,
+  work: (store: ConfiguredStore) => Promise<T>,
+): Promise<T> {
+  // No init() and no maxSize: it would evict and take the index this command does not need.
+  const store = await createConfiguredStore(config, { maxSize: null });
+  try {
+    return await work(store);
+  } finally {
+    await store.close();
   }
-  // No init(): it would evict to maxSize and take the index this command does not need.
-  return createDiskStore({ root: resolve(config.storage.path), maxSize: null });
 }
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z'));
@@ -44,7 +46,7 @@ export async function listCommand(
   options: { registry?: string; json: boolean },
   write: Write,
 ): Promise<void> {
-  const inventory = await takeInventory(openStore(config), config.storage.maxSize);
+  const inventory = await withStore(config, (store) => takeInventory(store, config.storage.maxSize));
   const images = inventory.images.filter(
     (image) => options.registry === undefined || image.registry === options.registry,
   );
@@ -90,10 +92,12 @@ export async function removeCommand(
   options: { json: boolean; dryRun: boolean },
   write: Write,
 ): Promise<void> {
-  const store = openStore(config);
-  const inventory = await takeInventory(store, null);
-  const plan = planRemoval(inventory, selectByReference(inventory, references));
-  report(options.dryRun ? plan : await removePlanned(store, plan), options, write);
+  const done = await withStore(config, async (store) => {
+    const inventory = await takeInventory(store, null);
+    const plan = planRemoval(inventory, selectByReference(inventory, references));
+    return options.dryRun ? plan : await removePlanned(store, plan);
+  });
+  report(done, options, write);
 }
 
 export async function pruneCommand(
@@ -101,15 +105,16 @@ export async function pruneCommand(
   options: { unusedFor?: number; to?: number; json: boolean; dryRun: boolean },
   write: Write,
 ): Promise<boolean> {
-  const store = openStore(config);
-  const inventory = await takeInventory(store, null);
-  const now = Date.now();
-  const plan = planPrune(inventory, {
-    now,
-    ...(options.unusedFor !== undefined ? { unusedBefore: now - options.unusedFor } : {}),
-    ...(options.to !== undefined ? { targetBytes: options.to } : {}),
+  const { plan, done } = await withStore(config, async (store) => {
+    const inventory = await takeInventory(store, null);
+    const now = Date.now();
+    const plan = planPrune(inventory, {
+      now,
+      ...(options.unusedFor !== undefined ? { unusedBefore: now - options.unusedFor } : {}),
+      ...(options.to !== undefined ? { targetBytes: options.to } : {}),
+    });
+    return { plan, done: options.dryRun ? plan : await removePlanned(store, plan) };
   });
-  const done = options.dryRun ? plan : await removePlanned(store, plan);
   report(done, options, write);
   if (!plan.reached)
     write(

@@ -1,17 +1,14 @@
 /**
- * @module The parts behind every command that pulls: metrics, the store (disk or S3), upstream clients, the
- * cluster (with `cluster:`), the pull layer, and what the status page reports (traffic history,
- * upstream errors, pull counts).
+ * @module The parts behind every command that pulls: metrics, the store (disk or bucket), upstream
+ * clients, the cluster (with `cluster:`), the pull layer, and what the status page reports (traffic history, upstream errors, pull
+ * counts).
  */
-import { resolve } from 'node:path';
 import type { Logger } from 'pino';
-import type { ContentStore } from './cache/content-store.js';
-import { createDiskStore, type DiskStore } from './cache/disk-store.js';
-import { emptyInventory } from './cache/inventory-store.js';
 import { createPullCounter } from './cache/pull-counter.js';
+import { type ConfiguredStore, createConfiguredStore } from './cache/store-from-config.js';
 import type { Config } from './config.js';
 import type { AnsweredPull } from './http/request-log.js';
-import { createMetrics, type Metrics } from './metrics.js';
+import { createMetrics } from './metrics.js';
 import { createPuller, type PullerDeps } from './pull/puller.js';
 import { createStatusReport } from './status/status-report.js';
 import { createTrafficHistory } from './status/traffic-history.js';
@@ -28,18 +25,23 @@ export interface RuntimeHooks {
   /** DNS lookup for upstream connections (tests map host names to loopback addresses). */
   lookup?: UpstreamHooks['lookup'];
   /** Replaces the store the config makes (tests: replicas sharing one folder as one shared store). */
-  wrapStore?: (store: DiskStore) => DiskStore;
+  wrapStore?(store: ConfiguredStore): ConfiguredStore;
 }
 
 export type Runtime = Awaited<ReturnType<typeof createRuntime>>;
 
 export async function createRuntime(config: Config, logger: Logger, hooks: RuntimeHooks = {}) {
   const metrics = createMetrics();
-  const store = await createStore(config, logger, metrics, hooks);
-  // The inventory (status page images, pull counts, ls/rm/prune) reads the disk layout; a bucket
-  // store has none yet, and lists nothing.
-  const disk = isDiskStore(store) ? store : null;
-  const inventory = disk ?? emptyInventory(store);
+  const configured = await createConfiguredStore(config, {
+    ...(hooks.now ? { now: hooks.now } : {}),
+    onEvict: (key, size) => {
+      metrics.evictions.inc();
+      logger.debug({ key, size }, 'evicted');
+    },
+    onBackgroundError: (error, what) =>
+      logger.warn({ error: (error as Error).message, store: 's3' }, `S3 store: could not ${what}`),
+  });
+  const store = hooks.wrapStore?.(configured) ?? configured;
   await store.init();
   // Loaded only when configured: most runs have no cluster, and every node runs the DaemonSet.
   const cluster = config.cluster
@@ -53,7 +55,7 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
   const traffic = createTrafficHistory();
   const upstreamErrors = createUpstreamErrors();
   const pulls = createPullCounter({
-    store: inventory,
+    store,
     onError: (error) =>
       logger.warn(
         { error: (error as Error).message },
@@ -112,7 +114,7 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
     ...(cluster ? { clusterMembers: () => cluster.members().length } : {}),
   });
   const status = createStatusReport({
-    store: inventory,
+    store,
     registries: Object.keys(config.registries),
     traffic,
     errors: upstreamErrors,
@@ -133,8 +135,6 @@ export async function createRuntime(config: Config, logger: Logger, hooks: Runti
   return {
     metrics,
     store,
-    /** What the inventory reads (the disk store itself; an empty one for a bucket). */
-    inventory,
     upstreams,
     puller,
     cluster,
@@ -198,40 +198,4 @@ function logBudget(logger: Logger, registry: string, notice: BudgetNotice): void
         `pull limit of ${registry} has room again: ${notice.remaining} of ${notice.limit} left`,
       );
   }
-}
-
-/**
- * The store the config names: the bucket of `storage.s3` (its module, and the AWS SDK with it, loaded
- * only then), else the folder `storage.path`.
- */
-async function createStore(
-  config: Config,
-  logger: Logger,
-  metrics: Metrics,
-  hooks: RuntimeHooks,
-): Promise<ContentStore> {
-  const { storage } = config;
-  const onEvict = (key: string, size: number) => {
-    metrics.evictions.inc();
-    logger.debug({ key, size }, 'evicted');
-  };
-  const now = hooks.now ? { now: hooks.now } : {};
-  if (storage.s3) {
-    const { createS3Store } = await import('./cache/s3-store.js');
-    return createS3Store({
-      ...storage.s3,
-      localPath: resolve(storage.path),
-      maxSize: storage.maxSize,
-      ...now,
-      onEvict,
-      onBackgroundError: (error, what) =>
-        logger.warn({ error: (error as Error).message, store: 's3' }, `S3 store: could not ${what}`),
-    });
-  }
-  const disk = createDiskStore({ root: resolve(storage.path), maxSize: storage.maxSize, ...now, onEvict });
-  return hooks.wrapStore?.(disk) ?? disk;
-}
-
-function isDiskStore(store: ContentStore): store is DiskStore {
-  return 'listTags' in store && 'blobPath' in store;
 }

@@ -8,7 +8,7 @@
  */
 import { open, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { DiskStore } from '../cache/disk-store.js';
+import type { InventoryStore } from '../cache/inventory-store.js';
 import { tempName } from '../cache/temp-name.js';
 import type { Config } from '../config.js';
 import { MEDIA_TYPES } from '../content.js';
@@ -44,7 +44,7 @@ const INDEX_TYPES = new Set<string>([MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerLis
 const platformOf = (d: Descriptor) =>
   [d.platform?.os, d.platform?.architecture, d.platform?.variant].filter(Boolean).join('/');
 
-type ExportStore = Pick<DiskStore, 'peekManifest'>;
+type ExportStore = Pick<InventoryStore, 'peekManifest'>;
 
 /** Writes the images `references` name to `file`; returns what it wrote. */
 export async function exportImages(

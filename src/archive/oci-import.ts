@@ -8,7 +8,7 @@
  */
 import { open } from 'node:fs/promises';
 import type { BlobWriter } from '../cache/blob-writer.js';
-import type { DiskStore } from '../cache/disk-store.js';
+import type { ConfiguredStore } from '../cache/store-from-config.js';
 import type { Config } from '../config.js';
 import { MANIFEST_MAX_BYTES, type Manifest, MEDIA_TYPES } from '../content.js';
 import { createDigester, digestOf, parseDigest } from '../digest.js';
@@ -49,7 +49,7 @@ const platformOf = (d: Descriptor) =>
   [d.platform?.os, d.platform?.architecture, d.platform?.variant].filter(Boolean).join('/');
 
 type ImportStore = Pick<
-  DiskStore,
+  ConfiguredStore,
   'peekManifest' | 'putManifest' | 'statBlob' | 'createBlobWriter' | 'putTag' | 'removeContent'
 >;
 

@@ -408,6 +408,13 @@ export function createDiskStore(options: DiskStoreOptions): DiskStore {
     /** A cached manifest read without counting as a use (taking stock is not pulling). */
     peekManifest: readManifest,
 
+    async peekBlob(digest: string, maxBytes: number): Promise<Buffer | null> {
+      const path = contentPath('blobs', parseDigest(digest));
+      const info = await stat(path).catch(() => null);
+      if (!info?.isFile() || info.size > maxBytes) return null;
+      return readFile(path).catch(() => null);
+    },
+
     /** Every committed blob and manifest file, with its size and last use. */
     async *listContent(): AsyncGenerator<ContentFile> {
       for (const kind of ['blobs', 'manifests'] as const) {

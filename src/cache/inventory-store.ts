@@ -4,7 +4,7 @@
  * without counting a use, removal that other processes sharing the store learn of, pull counts.
  */
 import type { Manifest } from '../content.js';
-import type { ContentStore, TagRecord } from './content-store.js';
+import type { TagRecord } from './content-store.js';
 
 /** Client pulls of a tag (pull-counter.ts), kept beside its record, not in it. */
 export interface TagPulls {
@@ -39,6 +39,8 @@ export interface InventoryStore {
   listContent(): AsyncGenerator<ContentFile>;
   /** A cached manifest read without counting as a use (taking stock is not pulling). */
   peekManifest(digest: string): Promise<Manifest | null>;
+  /** A small cached blob (an image config) read without counting as a use; null if absent or larger. */
+  peekBlob(digest: string, maxBytes: number): Promise<Buffer | null>;
   /** Removes a blob or manifest; readers that opened it keep reading. Call noteRemovals() after. */
   removeContent(kind: 'blob' | 'manifest', digest: string): Promise<void>;
   /** Tells processes sharing the store that content was removed (they re-check their index). */
@@ -47,26 +49,4 @@ export interface InventoryStore {
   syncRemovals(): Promise<void>;
   /** Adds `count` pulls of a tag, last at `at`; nothing when the tag record is gone. */
   addPulls(registry: string, repository: string, tag: string, count: number, at: number): Promise<void>;
-}
-
-/**
- * The inventory of a store that cannot list itself yet (the S3 store): nothing is listed, pull
- * counts are not kept, nothing is removed; manifests are read through the store.
- */
-export function emptyInventory(store: ContentStore): Omit<
-  InventoryStore,
-  'removeContent' | 'noteRemovals'
-> & {
-  blobPath(digest: string): string;
-  stats: ContentStore['stats'];
-} {
-  return {
-    async *listTags() {},
-    async *listContent() {},
-    peekManifest: (digest) => store.getManifest(digest),
-    stats: () => store.stats(),
-    syncRemovals: async () => {},
-    addPulls: async () => {},
-    blobPath: () => '',
-  };
 }

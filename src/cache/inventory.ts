@@ -4,10 +4,8 @@
  * uses, the platforms cached completely, its bytes, last use and pulls. Read from the store's
  * listing, so it works on a folder a serve process is using.
  */
-import { readFile } from 'node:fs/promises';
 import { MEDIA_TYPES } from '../content.js';
-import type { DiskStore } from './disk-store.js';
-import type { ContentFile, TagEntry } from './inventory-store.js';
+import type { ContentFile, InventoryStore, TagEntry } from './inventory-store.js';
 
 export interface CachedImage {
   /** Null for a digest-only image: the store keeps manifests by digest, not by repository. */
@@ -54,7 +52,10 @@ interface ManifestDocument {
   layers?: Descriptor[];
 }
 
-type InventoryStore = Pick<DiskStore, 'listTags' | 'listContent' | 'peekManifest' | 'blobPath'>;
+type InventorySource = Pick<InventoryStore, 'listTags' | 'listContent' | 'peekManifest' | 'peekBlob'>;
+
+// An image config is a few KiB; a blob named as one but larger is not read to find a platform.
+const CONFIG_MAX_BYTES = 1024 * 1024;
 
 const contentKey = (kind: 'blob' | 'manifest', digest: string) => `${kind}:${digest}`;
 
@@ -72,7 +73,7 @@ const platformOf = (d: Descriptor) =>
   [d.platform?.os, d.platform?.architecture, d.platform?.variant].filter(Boolean).join('/');
 
 /** Takes stock of the store. `maxSize` is the configured limit, shown with the totals. */
-export async function takeInventory(store: InventoryStore, maxSize: number | null): Promise<Inventory> {
+export async function takeInventory(store: InventorySource, maxSize: number | null): Promise<Inventory> {
   const files = new Map<string, ContentFile>();
   for await (const file of store.listContent()) files.set(contentKey(file.kind, file.digest), file);
   const tags: TagEntry[] = [];
@@ -96,7 +97,8 @@ export async function takeInventory(store: InventoryStore, maxSize: number | nul
     if (!config || !files.has(contentKey('blob', config.digest))) return '';
     const known = configPlatforms.get(config.digest);
     if (known !== undefined) return known;
-    const text = await readFile(store.blobPath(config.digest), 'utf8').catch(() => '');
+    const bytes = await store.peekBlob(config.digest, CONFIG_MAX_BYTES).catch(() => null);
+    const text = bytes?.toString('utf8') ?? '';
     let platform = '';
     try {
       const parsed = JSON.parse(text) as { os?: string; architecture?: string; variant?: string };

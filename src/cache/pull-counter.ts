@@ -4,7 +4,7 @@
  * a minute (and when the process stops), so a busy tag costs one small write a minute, not one per
  * pull.
  */
-import type { DiskStore } from './disk-store.js';
+import type { InventoryStore } from './inventory-store.js';
 
 // Often enough for "last pulled" to be right to the minute; rare enough to cost nothing.
 const PULLS_FLUSH_MS = 60_000;
@@ -18,7 +18,7 @@ interface Pending {
 }
 
 export interface PullCounterOptions {
-  store: Pick<DiskStore, 'addPulls'>;
+  store: Pick<InventoryStore, 'addPulls'>;
   now?: () => number;
   /** A record that could not be updated (the disk): for the log; the counts are kept for the next flush. */
   onError?: (error: unknown) => void;

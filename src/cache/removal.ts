@@ -8,9 +8,9 @@
 import { parseDigest } from '../digest.js';
 import { notFound } from '../errors.js';
 import { parseReference } from '../reference.js';
-import type { DiskStore } from './disk-store.js';
+import type { ContentStore } from './content-store.js';
 import { type CachedImage, type Inventory, takeInventory } from './inventory.js';
-import type { ContentFile } from './inventory-store.js';
+import type { ContentFile, InventoryStore } from './inventory-store.js';
 
 /**
  * `prune` leaves alone what was used this recently: a pull in progress has touched its manifest
@@ -139,9 +139,10 @@ export function planPrune(inventory: Inventory, options: PruneOptions): RemovalP
 }
 
 type RemovalStore = Pick<
-  DiskStore,
-  'listTags' | 'listContent' | 'peekManifest' | 'blobPath' | 'deleteTag' | 'removeContent' | 'noteRemovals'
->;
+  InventoryStore,
+  'listTags' | 'listContent' | 'peekManifest' | 'peekBlob' | 'removeContent' | 'noteRemovals'
+> &
+  Pick<ContentStore, 'deleteTag'>;
 
 /**
  * Carries out a plan: removes the images' tag records, takes stock again, and removes the planned

@@ -5,6 +5,8 @@
  *   <prefix>blobs/sha256/ab/abcdef…          blob bytes (visible only once the download verified them)
  *   <prefix>manifests/sha256/ab/abcdef…      "<media type>\n" + manifest bytes
  *   <prefix>tags/<registry>/<repository>/_tags/<tag>.json   { digest, mediaType, size, fetchedAt }
+ *   <prefix>tags/<registry>/<repository>/_pulls/<tag>.json  { pulls, lastPulledAt }
+ *   <prefix>referrers/<registry>/<repository>/_referrers/<alg>-<hex>[-<filter>].json
  *   <prefix>used/<content key>/<ms>          last-use markers, with maxSize only (s3-usage.ts)
  *
  * The local folder (`storage.path`) only holds spool files of downloads in flight (s3-blob-writer.ts)
@@ -18,16 +20,21 @@ import { ConfigError } from '../config.js';
 import { type ByteRange, MANIFEST_MAX_BYTES, type Manifest } from '../content.js';
 import { createDigester, type Digest, parseDigest } from '../digest.js';
 import type { BlobWriter } from './blob-writer.js';
-import {
-  type CacheStats,
-  type ContentStore,
-  type OpenedBlob,
-  parseReferrersRecord,
-  referrersRecordName,
-  type TagRecord,
-} from './content-store.js';
+import type { CacheStats, ContentStore, OpenedBlob, ReferrersRecord, TagRecord } from './content-store.js';
+import type { InventoryStore } from './inventory-store.js';
 import { createS3BlobWriter, UPLOAD_RECORD_LABEL, type UploadRecord } from './s3-blob-writer.js';
 import { createS3Bucket, type ObjectRead, type S3BucketOptions } from './s3-bucket.js';
+import { createS3Inventory } from './s3-inventory.js';
+import {
+  contentKey,
+  manifestObject,
+  manifestOf,
+  pullsKey,
+  recordOf,
+  referrersKey,
+  tagKey,
+  validTagRecord,
+} from './s3-layout.js';
 import { createObjectSource } from './s3-object-source.js';
 import { createS3Usage } from './s3-usage.js';
 import { VerificationError } from './temp-file.js';
@@ -57,7 +64,7 @@ const TOUCH_INTERVAL_MS = 10 * 60_000;
 const STALE_UPLOAD_MS = 24 * 60 * 60_000;
 // A spool file untouched this long belongs to a dead writer (as the disk store's temp files).
 const STALE_SPOOL_MS = 10 * 60_000;
-const TAG_MAX_BYTES = 64 * 1024; // a tag record is ~200 bytes; more is not one of ours
+const RECORD_MAX_BYTES = 64 * 1024; // a tag record is ~200 bytes; more is not one of ours
 
 /** An upload record, or null for a file that is not a whole one (a crash while it was written). */
 async function readRecord(path: string): Promise<UploadRecord | null> {
@@ -71,7 +78,7 @@ async function readRecord(path: string): Promise<UploadRecord | null> {
   }
 }
 
-export function createS3Store(options: S3StoreOptions): ContentStore {
+export function createS3Store(options: S3StoreOptions): ContentStore & InventoryStore {
   const bucket = createS3Bucket(options);
   const now = options.now ?? Date.now;
   const spoolDir = join(options.localPath, 's3-spool');
@@ -86,13 +93,7 @@ export function createS3Store(options: S3StoreOptions): ContentStore {
     onError: reportError,
   });
 
-  const contentKey = (kind: 'blobs' | 'manifests', digest: Digest) =>
-    `${kind}/${digest.algorithm}/${digest.hex.slice(0, 2)}/${digest.hex}`;
-  const blobKey = (digest: string) => contentKey('blobs', parseDigest(digest));
-  const tagKey = (registry: string, repository: string, tag: string) =>
-    `tags/${registry}/${repository}/_tags/${tag}.json`;
-  const referrersKey = (registry: string, repository: string, subject: string, artifactType: string | null) =>
-    `referrers/${registry}/${repository}/_referrers/${referrersRecordName(subject, artifactType)}`;
+  const blobKey = (digest: string) => contentKey('blobs', digest);
 
   /** Aborts the uploads of this host's dead writers (from their records) and removes their spools. */
   async function cleanSpool(): Promise<void> {
@@ -146,7 +147,8 @@ export function createS3Store(options: S3StoreOptions): ContentStore {
     return read && { read, size: whole.size, part };
   }
 
-  const store: ContentStore = {
+  const store: ContentStore & InventoryStore = {
+    ...createS3Inventory(bucket, usage),
     location,
     shared: true,
 
@@ -241,27 +243,24 @@ export function createS3Store(options: S3StoreOptions): ContentStore {
     // --- manifests ---
 
     async getManifest(digest: string): Promise<Manifest | null> {
-      const key = contentKey('manifests', parseDigest(digest));
+      const key = contentKey('manifests', digest);
       const data = await bucket.get(key, MANIFEST_MAX_BYTES + 1024);
       if (data === null) {
         usage.forget(key);
         return null;
       }
       usage.seen(key, data.length);
-      const newline = data.indexOf(0x0a);
-      const bytes = data.subarray(newline + 1);
-      return { mediaType: data.subarray(0, newline).toString('utf8'), digest, size: bytes.length, bytes };
+      return manifestOf(data, digest);
     },
 
     async putManifest(manifest: Manifest): Promise<void> {
       const digest = parseDigest(manifest.digest);
-      if (/[\r\n]/.test(manifest.mediaType)) throw new Error('media type with a line break');
+      const data = manifestObject(manifest);
       const actual = createDigester(digest.algorithm).update(manifest.bytes).digest('hex');
       if (actual !== digest.hex)
         throw new VerificationError(
           `content does not match ${digest.value}: got ${digest.algorithm}:${actual}`,
         );
-      const data = Buffer.concat([Buffer.from(`${manifest.mediaType}\n`), manifest.bytes]);
       const key = contentKey('manifests', digest);
       await bucket.put(key, data);
       await usage.added(key, data.length);
@@ -270,15 +269,8 @@ export function createS3Store(options: S3StoreOptions): ContentStore {
     // --- tags ---
 
     async getTag(registry: string, repository: string, tag: string): Promise<TagRecord | null> {
-      const data = await bucket.get(tagKey(registry, repository, tag), TAG_MAX_BYTES);
-      if (data === null) return null;
-      try {
-        const record = JSON.parse(data.toString('utf8')) as TagRecord;
-        parseDigest(record.digest);
-        return record;
-      } catch {
-        return null; // unreadable record: treat as absent, the next fetch rewrites it
-      }
+      // An unreadable record is absent: the next fetch rewrites it.
+      return recordOf(await bucket.get(tagKey(registry, repository, tag), RECORD_MAX_BYTES), validTagRecord);
     },
 
     async putTag(registry: string, repository: string, tag: string, record: TagRecord): Promise<void> {
@@ -289,18 +281,40 @@ export function createS3Store(options: S3StoreOptions): ContentStore {
       );
     },
 
-    deleteTag: (registry: string, repository: string, tag: string) =>
-      bucket.delete(tagKey(registry, repository, tag)),
+    /** Removes a tag record and its pull counts. */
+    async deleteTag(registry: string, repository: string, tag: string): Promise<void> {
+      await bucket.delete(tagKey(registry, repository, tag));
+      await bucket.delete(pullsKey(registry, repository, tag));
+    },
 
     // --- referrers ---
 
-    async getReferrers(registry, repository, subject, artifactType) {
-      const key = referrersKey(registry, repository, subject, artifactType);
-      const data = await bucket.get(key, 2 * MANIFEST_MAX_BYTES); // the descriptors of a 4 MiB index, as JSON
-      return data === null ? null : parseReferrersRecord(data.toString('utf8'));
+    async getReferrers(
+      registry: string,
+      repository: string,
+      subject: string,
+      artifactType: string | null,
+    ): Promise<ReferrersRecord | null> {
+      const data = await bucket.get(
+        referrersKey(registry, repository, subject, artifactType),
+        MANIFEST_MAX_BYTES,
+      );
+      return recordOf<ReferrersRecord>(
+        data,
+        (r) =>
+          Array.isArray(r.manifests) &&
+          (r.source === 'api' || r.source === 'tag') &&
+          Number.isFinite(r.fetchedAt),
+      );
     },
 
-    async putReferrers(registry, repository, subject, artifactType, record) {
+    async putReferrers(
+      registry: string,
+      repository: string,
+      subject: string,
+      artifactType: string | null,
+      record: ReferrersRecord,
+    ): Promise<void> {
       const key = referrersKey(registry, repository, subject, artifactType);
       await bucket.put(key, Buffer.from(JSON.stringify(record)), 'application/json');
     },

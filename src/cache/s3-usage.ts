@@ -192,6 +192,9 @@ export function createS3Usage(options: S3UsageOptions) {
 
     sizeOf: (key: string): number | undefined => entries.get(key)?.size,
 
+    /** The last use of the key this replica knows of (ms since epoch). */
+    lastUseOf: (key: string): number | undefined => entries.get(key)?.lastUse,
+
     /** Content found in the bucket (by this replica's read or HEAD): indexed, and its use recorded. */
     seen(key: string, size: number): void {
       const entry = entries.get(key);

@@ -4,9 +4,9 @@
  * downloads in flight, the largest and most pulled images, upstream errors, and each upstream's
  * health (fail fast) and pull-limit state.
  */
-import type { CacheStats } from '../cache/content-store.js';
-import type { DiskStore } from '../cache/disk-store.js';
+import type { CacheStats, ContentStore } from '../cache/content-store.js';
 import { type CachedImage, type Inventory, takeInventory } from '../cache/inventory.js';
+import type { InventoryStore } from '../cache/inventory-store.js';
 import type { PullCounter } from '../cache/pull-counter.js';
 import type { DownloadProgress } from '../pull/blobs.js';
 import type { RegistryTraffic, TrafficHistory } from './traffic-history.js';
@@ -18,7 +18,8 @@ const INVENTORY_TTL_MS = 10_000;
 const TOP_IMAGES = 10;
 
 export interface StatusSources {
-  store: Pick<DiskStore, 'listTags' | 'listContent' | 'peekManifest' | 'blobPath' | 'syncRemovals' | 'stats'>;
+  store: Pick<InventoryStore, 'listTags' | 'listContent' | 'peekManifest' | 'peekBlob' | 'syncRemovals'> &
+    Pick<ContentStore, 'stats'>;
   /** The configured registries (each gets a row even before its first request). */
   registries: string[];
   traffic: TrafficHistory;

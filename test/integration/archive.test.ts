@@ -70,7 +70,7 @@ async function exportTo(file: string, references: string[], platforms: string[] 
   const config = parseConfig({ registries, storage: { path: join(dir, `cache-${Math.random()}`) } }, {});
   const runtime = await createRuntime(config, pino({ level: 'silent' }));
   try {
-    return await exportImages({ ...runtime, store: runtime.inventory, config }, references, file, {
+    return await exportImages({ ...runtime, config }, references, file, {
       platforms,
     });
   } finally {

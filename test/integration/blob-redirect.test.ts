@@ -48,12 +48,15 @@ beforeAll(async () => {
   const logger = pino({ level: 'silent' });
   upstreams = createUpstreams(config);
   const puller = createPuller({ config, upstreams, store, logger });
-  // The status page is not under test here.
-  const status = {
-    report: () => Promise.reject(new Error('no status page here')),
-    syncRemovals: async () => {},
-  };
-  app = createApp({ config, puller, logger, metrics: createMetrics(), probeStorage: async () => {}, status });
+  app = createApp({
+    config,
+    puller,
+    logger,
+    metrics: createMetrics(),
+    probeStorage: async () => {},
+    // Not asked here: the status page has its own tests.
+    status: { report: () => Promise.reject(new Error('no status page here')), syncRemovals: async () => {} },
+  });
 });
 afterAll(async () => {
   await upstreams.close();

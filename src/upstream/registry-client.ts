@@ -189,6 +189,9 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
     let scope: string | undefined = own
       ? `repository:${req.repository}:pull`
       : (foreignScopes.get(repositoryKey) ?? (scopelessOrigins.has(url.origin) ? '' : undefined));
+    // The Bearer token this request sent, if any: only a refusal of that one is a refused token
+    // (concurrent first requests all get a 401 before any of them has a token).
+    let sentToken: string | undefined;
     const withAuth = async () => {
       // A host that redirected us has not told us its scope for this repository yet: ask it first.
       const header =
@@ -197,6 +200,7 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
           : scope !== undefined
             ? await authorization(url, scope)
             : undefined;
+      sentToken = header?.startsWith('Bearer ') ? header.slice('Bearer '.length) : undefined;
       // Each host gets only the authorization it asked for itself: never another host's.
       return dispatch(req, url, header ? { ...req.headers, authorization: header } : { ...req.headers });
     };
@@ -217,8 +221,9 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
       scope = bearer.params.scope ?? scope ?? '';
       if (!own && bearer.params.scope !== undefined) foreignScopes.set(repositoryKey, scope);
       else if (!own) scopelessOrigins.add(url.origin);
-      // A token we already sent was refused: fetch a fresh one instead of the cached one.
-      if (previous?.scheme === 'bearer') (own ? ownTokens : foreignTokens).forget(state, scope);
+      // A token we sent was refused: fetch a fresh one instead of the cached one.
+      if (sentToken !== undefined && previous?.scheme === 'bearer')
+        (own ? ownTokens : foreignTokens).forget(state, scope, sentToken);
     } else if (basic && own && options.credentials && previous?.scheme !== 'basic') {
       authByOrigin.set(url.origin, { scheme: 'basic' });
     } else {

@@ -67,12 +67,15 @@ describe('the DaemonSet on three nodes sharing their caches', () => {
     configMap = parseAllDocuments(manifest)
       .map((d) => d.toJS() as K8sObject)
       .find((o) => o?.kind === 'ConfigMap');
-    // The shipped config, but for the upstream (the test's registry) and the members (no cluster
-    // DNS here: the nodes' addresses, as the headless Service would list them).
+    // The shipped config, but for the upstream (the test's registry), the members (no cluster DNS
+    // here: the nodes' addresses, as the headless Service would list them) and peerTimeout.
     const config = parseYaml(configMap.data['config.yaml']);
     const port = config.cluster.port as number;
     config.registries = { 'docker.io': { url: upstream.registry.url, ...upstream.creds } };
     config.cluster.peers = { static: network.nodes.map((n) => `${n.address}:${port}`) };
+    // On these shared 2-core machines a live node can be starved past the shipped 500ms, and would
+    // be taken for a dead one (costing a second upstream download): the one other setting changed.
+    config.cluster.peerTimeout = '2s';
 
     for (const [i, node] of network.nodes.entries()) {
       const root = cleanup.add(await makeTempDir(`daemonset-node${i}`), removeDir);

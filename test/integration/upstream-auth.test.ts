@@ -87,6 +87,29 @@ describe('a Docker-Hub-like upstream (Bearer token realm, blob redirects to a CD
     expect(auth.count('GET', '/token') - before).toBe(1);
   });
 
+  it('answers concurrent first requests of a fresh proxy: their 401s are no refusal of a token', async () => {
+    // Before the first challenge is learned every request goes without a token and gets a 401; one
+    // of them taking the others' 401 for a refused token used to abort the token fetch they shared.
+    const fresh = await startProxy({
+      registries: { 'docker.io': { url: registry.url, username: 'hubuser', password: 's3cret-pw' } },
+    });
+    try {
+      const responses = await Promise.all(
+        Array.from({ length: 12 }, (_, i) =>
+          i % 2 === 0
+            ? fetch(`${fresh.url}/v2/team/app/manifests/v2`)
+            : fetch(`${fresh.url}/v2/team/app/blobs/${other.layer}`),
+        ),
+      );
+      for (const response of responses) {
+        expect(response.status).toBe(200);
+        await response.arrayBuffer();
+      }
+    } finally {
+      await fresh.close();
+    }
+  });
+
   it('follows the 307 to the CDN for blobs without sending it the Authorization header', async () => {
     const response = await fetch(`${proxy.url}/v2/library/demo/blobs/${image.layer}`);
     expect(response.status).toBe(200);

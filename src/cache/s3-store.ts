@@ -103,9 +103,13 @@ export function createS3Store(options: S3StoreOptions): ContentStore & Inventory
       const owner = tempOwner(name);
       const info = await stat(path).catch(() => null);
       if (!info) continue;
-      const gone = (owner !== null && writerIsGone(owner)) || now() - info.mtimeMs > STALE_SPOOL_MS;
+      const isRecord = name.startsWith(`${TEMP_PREFIX}${UPLOAD_RECORD_LABEL}-`);
+      // A record is written once and never touched again: only its writer's death makes it a leftover
+      // (another host's is left to the age-based cleanup of uploads).
+      const gone =
+        (owner !== null && writerIsGone(owner)) || (!isRecord && now() - info.mtimeMs > STALE_SPOOL_MS);
       if (!gone) continue;
-      if (name.startsWith(`${TEMP_PREFIX}${UPLOAD_RECORD_LABEL}-`)) {
+      if (isRecord) {
         const record = await readRecord(path);
         try {
           if (record) await bucket.abortUpload(record.key, record.uploadId);

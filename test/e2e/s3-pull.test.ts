@@ -5,11 +5,12 @@
  * clients to the bucket with 307s they follow; and while the gateway is down clients get a 503
  * naming the store, until it is back (no restart).
  */
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { filesUnder } from '../support/storage.js';
 import { type Rgw, startRgw } from './harness/ceph-rgw.js';
 import { createCleanup } from './harness/cleanup.js';
+import { run } from './harness/command.js';
 import { type Containerd, startContainerd, writeHostsToml } from './harness/containerd.js';
 import { DEMO_REF, type DemoImages, generateDemoImages, pushDemoImages } from './harness/demo-images.js';
 import { allDigests, digestsOf } from './harness/image-digests.js';
@@ -23,6 +24,7 @@ import { makeTempDir, removeDir } from './harness/temp-dir.js';
 const BUCKET = 'pullcache';
 const PREFIX = 'cache/';
 const REF = `docker.io/${DEMO_REF}`;
+const CLI = resolve(import.meta.dirname, '..', '..', 'dist', 'cli.js');
 
 describe('pull through pullcache with its cache on RADOS Gateway', () => {
   const cleanup = createCleanup();
@@ -110,6 +112,29 @@ describe('pull through pullcache with its cache on RADOS Gateway', () => {
     );
     expect(await admin.uploadKeys(BUCKET)).toEqual([]);
     expect(filesUnder(proxy.storageDir)).toEqual([]); // the local folder holds downloads in flight only
+  });
+
+  it('lists the image from the bucket with `pullcache ls`, and on the status page', async () => {
+    const proxy = proxies[0]!;
+    const { stdout } = await run(CLI, ['ls', '--json', '--config', proxy.configFile], {
+      env: { ...process.env, ...rgwEnvironment(rgw) },
+    });
+    const listed = JSON.parse(stdout) as {
+      images: { registry: string; repository: string; tag: string; digest: string; platforms: string[] }[];
+    };
+    expect(listed.images).toContainEqual(
+      expect.objectContaining({
+        registry: 'docker.io',
+        repository: 'library/demo',
+        tag: '1.0',
+        digest: images.demo.index.digest,
+        platforms: ['linux/amd64', 'linux/arm64'],
+      }),
+    );
+    const status = await fetch(`${proxy.url}/_pullcache/api/status`);
+    expect(status.status).toBe(200);
+    const report = (await status.json()) as { cache: { blobs: number; manifests: number } };
+    expect(report.cache).toMatchObject({ blobs: blobDigests().length, manifests: manifestDigests().length });
   });
 
   it('serves the same pulls from a second process with an empty local folder and no upstream', async () => {

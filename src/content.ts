@@ -10,6 +10,22 @@ export const MEDIA_TYPES = {
   dockerSchema1Signed: 'application/vnd.docker.distribution.manifest.v1+prettyjws',
 } as const;
 
+/** Media types of a manifest that lists other manifests (one per platform). */
+export const INDEX_MEDIA_TYPES: ReadonlySet<string> = new Set([MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerList]);
+
+/** A manifest's or an index's reference to other content, as its JSON holds it. */
+export interface Descriptor {
+  mediaType?: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+  platform?: { os?: string; architecture?: string; variant?: string };
+}
+
+/** An index entry's platform as `os/architecture[/variant]` (empty when it names none). */
+export const platformOf = (d: Pick<Descriptor, 'platform'>) =>
+  [d.platform?.os, d.platform?.architecture, d.platform?.variant].filter(Boolean).join('/');
+
 /** The OCI spec asks registries to accept manifests of at least 4 MiB; more is not a manifest. */
 export const MANIFEST_MAX_BYTES = 4 * 1024 * 1024;
 

@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import type { InventoryStore } from '../cache/inventory-store.js';
 import { tempName } from '../cache/temp-name.js';
 import type { Config } from '../config.js';
-import { MEDIA_TYPES } from '../content.js';
+import { type Descriptor, INDEX_MEDIA_TYPES, MEDIA_TYPES, platformOf } from '../content.js';
 import { parseDigest } from '../digest.js';
 import type { Puller } from '../pull/puller.js';
 import { formatReference, parseReference } from '../reference.js';
@@ -32,17 +32,6 @@ export interface ExportedImage {
   /** Platforms written (for an index; one manifest: empty). */
   platforms: string[];
 }
-
-interface Descriptor {
-  mediaType?: string;
-  digest: string;
-  size: number;
-  platform?: { os?: string; architecture?: string; variant?: string };
-}
-
-const INDEX_TYPES = new Set<string>([MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerList]);
-const platformOf = (d: Descriptor) =>
-  [d.platform?.os, d.platform?.architecture, d.platform?.variant].filter(Boolean).join('/');
 
 type ExportStore = Pick<InventoryStore, 'peekManifest'>;
 
@@ -73,7 +62,7 @@ export async function exportImages(
     manifests.set(manifest.digest, manifest);
     const platforms: string[] = [];
     let children: { digest: string }[] = [manifest];
-    if (INDEX_TYPES.has(manifest.mediaType)) {
+    if (INDEX_MEDIA_TYPES.has(manifest.mediaType)) {
       const index = JSON.parse(manifest.bytes.toString('utf8')) as { manifests?: Descriptor[] };
       const chosen = (index.manifests ?? []).filter(
         (d) =>

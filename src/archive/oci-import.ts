@@ -10,7 +10,13 @@ import { open } from 'node:fs/promises';
 import type { BlobWriter } from '../cache/blob-writer.js';
 import type { ConfiguredStore } from '../cache/store-from-config.js';
 import type { Config } from '../config.js';
-import { MANIFEST_MAX_BYTES, type Manifest, MEDIA_TYPES } from '../content.js';
+import {
+  type Descriptor,
+  INDEX_MEDIA_TYPES,
+  MANIFEST_MAX_BYTES,
+  type Manifest,
+  platformOf,
+} from '../content.js';
 import { createDigester, digestOf, parseDigest } from '../digest.js';
 import { assertTag, isRegistryComponent } from '../reference.js';
 import { resolveRoute } from '../routing.js';
@@ -35,18 +41,6 @@ export interface ImportResult {
   manifests: number;
   bytes: number;
 }
-
-interface Descriptor {
-  mediaType?: string;
-  digest: string;
-  size: number;
-  annotations?: Record<string, string>;
-  platform?: { os?: string; architecture?: string; variant?: string };
-}
-
-const INDEX_TYPES = new Set<string>([MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerList]);
-const platformOf = (d: Descriptor) =>
-  [d.platform?.os, d.platform?.architecture, d.platform?.variant].filter(Boolean).join('/');
 
 type ImportStore = Pick<
   ConfiguredStore,
@@ -111,7 +105,7 @@ export async function importArchive(
       const route = nameOf(descriptor, deps.config, options.registry);
       const top = await manifestOf(descriptor, descriptor.mediaType);
       const platforms: string[] = [];
-      if (INDEX_TYPES.has(top.mediaType)) {
+      if (INDEX_MEDIA_TYPES.has(top.mediaType)) {
         const children = parseJson<{ manifests?: Descriptor[] }>(top.bytes, top.digest).manifests ?? [];
         // An export for some platforms names the others without carrying them: those stay out.
         const present = children.filter((c) => entries.has(blobEntryName(parseDigest(c.digest).value)));

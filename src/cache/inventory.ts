@@ -4,7 +4,7 @@
  * uses, the platforms cached completely, its bytes, last use and pulls. Read from the store's
  * listing, so it works on a folder a serve process is using.
  */
-import { MEDIA_TYPES } from '../content.js';
+import { type Descriptor, MEDIA_TYPES, platformOf } from '../content.js';
 import type { ContentFile, InventoryStore, TagEntry } from './inventory-store.js';
 
 export interface CachedImage {
@@ -40,11 +40,6 @@ export interface Inventory {
   totals: InventoryTotals;
 }
 
-interface Descriptor {
-  digest: string;
-  platform?: { os?: string; architecture?: string; variant?: string };
-}
-
 interface ManifestDocument {
   mediaType?: string;
   manifests?: Descriptor[];
@@ -68,9 +63,6 @@ function parseManifest(bytes: Buffer): ManifestDocument | null {
     return null;
   }
 }
-
-const platformOf = (d: Descriptor) =>
-  [d.platform?.os, d.platform?.architecture, d.platform?.variant].filter(Boolean).join('/');
 
 /** Takes stock of the store. `maxSize` is the configured limit, shown with the totals. */
 export async function takeInventory(store: InventorySource, maxSize: number | null): Promise<Inventory> {

@@ -3,10 +3,9 @@
  * disk store's folder layout): content by digest, manifests with their media type, tag records with
  * their pull counts, referrers records.
  */
-import { createHash } from 'node:crypto';
 import type { Manifest } from '../content.js';
 import { type Digest, parseDigest } from '../digest.js';
-import type { TagRecord } from './content-store.js';
+import { referrersRecordName, type TagRecord } from './content-store.js';
 
 export const contentKey = (kind: 'blobs' | 'manifests', digest: Digest | string) => {
   const { algorithm, hex } = typeof digest === 'string' ? parseDigest(digest) : digest;
@@ -26,9 +25,7 @@ export function referrersKey(
   subject: string,
   artifactType: string | null,
 ): string {
-  const { algorithm, hex } = parseDigest(subject);
-  const filter = artifactType === null ? '' : `-${createHash('sha256').update(artifactType).digest('hex')}`;
-  return `referrers/${registry}/${repository}/_referrers/${algorithm}-${hex}${filter}.json`;
+  return `referrers/${registry}/${repository}/_referrers/${referrersRecordName(subject, artifactType)}`;
 }
 
 /** The registry, repository and tag of a tag record's key (or of its pull counts'); null for others. */

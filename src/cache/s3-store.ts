@@ -20,7 +20,14 @@ import { ConfigError } from '../config.js';
 import { type ByteRange, MANIFEST_MAX_BYTES, type Manifest } from '../content.js';
 import { createDigester, type Digest, parseDigest } from '../digest.js';
 import type { BlobWriter } from './blob-writer.js';
-import type { CacheStats, ContentStore, OpenedBlob, ReferrersRecord, TagRecord } from './content-store.js';
+import {
+  type CacheStats,
+  type ContentStore,
+  type OpenedBlob,
+  parseReferrersRecord,
+  type ReferrersRecord,
+  type TagRecord,
+} from './content-store.js';
 import type { InventoryStore } from './inventory-store.js';
 import { createS3BlobWriter, UPLOAD_RECORD_LABEL, type UploadRecord } from './s3-blob-writer.js';
 import { createS3Bucket, type ObjectRead, type S3BucketOptions } from './s3-bucket.js';
@@ -303,13 +310,7 @@ export function createS3Store(options: S3StoreOptions): ContentStore & Inventory
         referrersKey(registry, repository, subject, artifactType),
         MANIFEST_MAX_BYTES,
       );
-      return recordOf<ReferrersRecord>(
-        data,
-        (r) =>
-          Array.isArray(r.manifests) &&
-          (r.source === 'api' || r.source === 'tag') &&
-          Number.isFinite(r.fetchedAt),
-      );
+      return data === null ? null : parseReferrersRecord(data.toString('utf8'));
     },
 
     async putReferrers(

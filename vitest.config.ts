@@ -4,7 +4,12 @@ import { defineConfig } from 'vitest/config';
 // the fault suite (misbehaving upstreams, full and broken disks, signals) under test/faults.
 export default defineConfig({
   test: {
-    include: ['src/**/*.test.ts', 'test/integration/**/*.test.ts', 'test/faults/**/*.test.ts'],
+    include: [
+      'src/**/*.test.ts',
+      'test/contract/**/*.test.ts',
+      'test/integration/**/*.test.ts',
+      'test/faults/**/*.test.ts',
+    ],
     testTimeout: 20_000,
   },
 });

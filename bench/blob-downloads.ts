@@ -16,11 +16,12 @@ export interface Download {
 const MAX_SECONDS = 180;
 
 /**
- * One GET with curl to `outFile` (`/dev/null` to discard). curl exits non-zero on a connection that
+ * One GET with curl to `outFile` (`/dev/null` to discard), following redirects with `follow`. curl exits non-zero on a connection that
  * breaks before Content-Length bytes arrived, which `run` turns into a thrown error.
  */
-export async function curlDownload(url: string, outFile: string): Promise<Download> {
+export async function curlDownload(url: string, outFile: string, follow = false): Promise<Download> {
   const args = [
+    ...(follow ? ['--location'] : []), // a redirect to the bucket: the timing includes both requests
     '--silent',
     '--show-error',
     '--max-time',

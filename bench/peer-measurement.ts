@@ -68,7 +68,7 @@ export async function measurePeer(
   const idleRssBytes = readMemory(peer.process.pid).rssBytes;
   await new Promise((resolve) => setTimeout(resolve, IDLE_SETTLE_MS));
   const settledRssBytes = readMemory(peer.process.pid).rssBytes;
-  const foreignCpu = meterForeignCpu([peer.process.pid, upstream.process.pid]);
+  const foreignCpu = meterForeignCpu([peer.process.pid, upstream.process.pid, ...peer.helperPids]);
   const measuring = performance.now();
 
   // Cold: every client starts at once, before anything is cached.
@@ -76,7 +76,7 @@ export async function measurePeer(
   const files = Array.from({ length: settings.clients }, (_, i) => join(settings.workDir, `cold-${i}`));
   const started = performance.now();
   const cold = await serving(peer, 'the cold burst', () =>
-    Promise.all(files.map((file) => curlDownload(url, file))),
+    Promise.all(files.map((file) => curlDownload(url, file, peer.follow))),
   );
   const wallSeconds = (performance.now() - started) / 1_000;
   const coldUpstream = trafficSince(before, await settledTraffic(traffic));
@@ -90,7 +90,7 @@ export async function measurePeer(
   for (let probe = 0; probe < CACHE_PROBES && !cached; probe++) {
     before = await settledTraffic(traffic, { quietMs: 500 });
     const file = join(settings.workDir, `probe-${probe}`);
-    const download = await serving(peer, 'a cache probe', () => curlDownload(url, file));
+    const download = await serving(peer, 'a cache probe', () => curlDownload(url, file, peer.follow));
     checkDownload(`${peer.name} cache probe`, download.value, blob.size);
     await verifyAndRemove(`${peer.name} cache probe`, file, blob.digest);
     cached = trafficSince(before, await settledTraffic(traffic, { quietMs: 500 })).gets === 0;
@@ -101,7 +101,7 @@ export async function measurePeer(
   const warm = await serving(peer, 'the warm runs', async () => {
     const rates: number[] = [];
     for (let run = 0; run < settings.warmRuns; run++) {
-      const download = await curlDownload(url, '/dev/null');
+      const download = await curlDownload(url, '/dev/null', peer.follow);
       checkDownload(`${peer.name} warm run ${run}`, download, blob.size);
       rates.push(download.bytes / download.seconds);
     }

@@ -1,4 +1,5 @@
 /** @module The comparison as a markdown table with targets, and RESULTS.md around it. */
+import { type ClusterResult, clusterTable } from './cluster-measurement.js';
 import type { MachineInfo } from './machine-info.js';
 import {
   type BenchSettings,
@@ -7,6 +8,7 @@ import {
   IDLE_SETTLE_MS,
   type PeerResult,
 } from './peer-measurement.js';
+import { hasS3Results, s3Section, s3Table } from './s3-report.js';
 import { type StartCost, startCostTable } from './start-cost.js';
 
 export interface Report {
@@ -17,6 +19,8 @@ export interface Report {
   results: PeerResult[];
   /** Per-dependency start cost of pullcache (absent when only distribution ran). */
   startCost?: StartCost;
+  /** Three replicas as one cluster and as independent caches (absent when skipped). */
+  cluster?: ClusterResult[];
 }
 
 // The targets pullcache is held to. Memory is paid on every node of a cluster (a DaemonSet), so
@@ -35,6 +39,16 @@ interface Row {
   value?: (r: PeerResult) => number;
   target?: string;
   verdict?: (pc: PeerResult | undefined, dist: PeerResult | undefined) => Verdict;
+}
+
+/** The tables printed at the end of a run: on disk, and on the bucket when S3 peers ran. */
+export function resultsTables(report: Report): string {
+  const { blob, settings, results } = report;
+  const disk = results.some((r) => r.peer === 'pullcache' || r.peer === 'distribution');
+  return [
+    ...(disk ? [resultsTable(report)] : []),
+    ...(hasS3Results(results) ? [s3Table(blob, settings, results)] : []),
+  ].join('\n\n');
 }
 
 export function resultsTable({ blob, settings, results }: Report): string {
@@ -142,15 +156,13 @@ Written by \`npm run bench\` (bench/run.ts) on ${date.toISOString()}.
 - Machine: ${m.nproc} cores (${m.cpu}), ${m.memoryGB} GB RAM, Linux ${m.kernel}; CPU ${(m.busyBeforeStart * 100).toFixed(0)}% busy in the 2 s before the bench started
 - Versions: node ${m.node}, docker-registry ${m.dockerRegistry}, curl ${m.curl}, pullcache ${m.pullcache}
 
-${resultsTable(report)}
-
-## Observations
+${results.some((r) => r.peer === 'pullcache' || r.peer === 'distribution') ? `${resultsTable(report)}\n\n` : ''}## Observations
 
 ${observations(report)
   .map((line) => `- ${line}`)
   .join('\n')}
 
-${report.startCost ? startCostSection(report.startCost) : ''}## How measured
+${report.cluster ? clusterSection(report.cluster, blob) : ''}${hasS3Results(results) ? s3Section(blob, settings, results) : ''}${report.startCost ? startCostSection(report.startCost) : ''}## How measured
 
 One docker-registry (no auth) is the upstream; the image \`library/bench:1.0\` with the generated
 layer is pushed to it with skopeo. Each peer is then started alone with an empty cache folder (the
@@ -177,6 +189,22 @@ previous one is stopped by pid first) and configured with that upstream.
 
 GB/s and MB are decimal (10⁹, 10⁶ bytes). Clients, upstream and peer share the machine's ${m.nproc}
 cores, so the cold figures include the upstream's and curl's own CPU use.
+`;
+}
+
+function clusterSection(results: ClusterResult[], blob: BlobUnderTest): string {
+  const [first] = results;
+  return `## Three replicas: one cluster, or three independent caches
+
+Three pullcache processes on one port at 127.0.0.2, .3 and .4 (bench/cluster-measurement.ts), each
+with an empty cache, and ${first?.clientsPerReplica} \`curl\` clients per replica started at once on the cold blob
+(${first ? first.replicas * first.clientsPerReplica : 0} in all; each body piped through \`sha256sum\` and checked). "One cluster": members
+read from dnsmasq, each replica asks the digest's owner before the upstream. "3 independent
+replicas": the same processes without \`cluster:\`, which is what replicas of distribution or Harbor
+behind a load balancer are. Upstream bytes come from the upstream's access log as above.
+
+${clusterTable(results, blob)}
+
 `;
 }
 

@@ -2,17 +2,18 @@
 # Installs what the e2e suite (test/e2e) runs against: docker-registry (distribution 2.8), skopeo,
 # containerd + ctr, the Docker Engine (dockerd 20.10, its CLI at /usr/bin/docker), podman, htpasswd,
 # openssl, curl and jq (the CI recipes' daemon.json merge), a one-node Ceph cluster with its RADOS
-# Gateway (the S3 server the S3 store is tested against), and dnsmasq (the DNS server the cluster
-# membership is tested against), from Debian's own archive. Idempotent:
+# Gateway (the S3 server the S3 store is tested against), dnsmasq (the DNS server the cluster
+# membership is tested against), and Chromium (the browser the status page is tested in, driven by
+# playwright-core), from Debian's own archive. Idempotent:
 # when every binary is already there it touches nothing. Meant for CI, as root (sudo when not root).
 set -euo pipefail
 
 # /usr/bin/docker, not `docker`: another docker CLI may come first on PATH (the tests use this one).
 # monmaptool, radosgw-admin and ceph come with the three Ceph packages' dependencies.
 binaries=(docker-registry skopeo containerd ctr dockerd /usr/bin/docker podman htpasswd openssl curl jq
-  radosgw ceph-mon ceph-osd monmaptool radosgw-admin ceph dnsmasq)
+  radosgw ceph-mon ceph-osd monmaptool radosgw-admin ceph dnsmasq chromium)
 packages=(docker-registry skopeo containerd docker.io podman apache2-utils openssl curl jq
-  radosgw ceph-mon ceph-osd dnsmasq-base)
+  radosgw ceph-mon ceph-osd dnsmasq-base chromium)
 
 missing=()
 for bin in "${binaries[@]}"; do

@@ -1,6 +1,9 @@
 #!/usr/bin/env -S node --max-semi-space-size=1 --liftoff-only --no-sparkplug
 /**
- * @module The command line: `pullcache serve | resolve | warm`.
+ * @module The command line: `pullcache serve | resolve | warm | ls | rm | prune | export | import`
+ * (the cache inventory commands live in inventory-commands.ts, archives in archive/; each command's
+ * modules are imported when it runs, so `serve` never loads the others: scripts/build.ts splits them
+ * into chunks of their own).
  * The shebang's node flags keep memory low, as every node of a cluster pays it (bench/RESULTS.md):
  * 1 MiB semi-spaces make the young generation collect often, before the socket buffers it holds
  * pile up (serving reads into recycled buffers, so each collection finds little alive); Liftoff only
@@ -8,6 +11,7 @@
  * first upstream download; no Sparkplug saves the baseline code compiled while loading.
  */
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { ConfigError } from './config-error.js';
@@ -16,13 +20,17 @@ import { RegistryError } from './errors.js';
 import { formatReference, parseReference } from './reference.js';
 import { createRuntime } from './runtime.js';
 import { ListenError, startServer } from './server.js';
-import { warmImage } from './warm.js';
-import { jsonLines, progressBar } from './warm-output.js';
+import { formatBytes, parseDuration, parseSize } from './units.js';
 
 const USAGE = `usage:
   pullcache serve [--config FILE] [--listen HOST:PORT] [--storage DIR]
   pullcache resolve [--config FILE] REFERENCE
   pullcache warm [--config FILE] [--storage DIR] REFERENCE... [--platform OS/ARCH]... [--all-platforms]
+  pullcache ls [--config FILE] [--storage DIR] [--registry R] [--json]
+  pullcache rm [--config FILE] [--storage DIR] REFERENCE... [--dry-run] [--json]
+  pullcache prune [--config FILE] [--storage DIR] [--unused-for 30d] [--to SIZE] [--dry-run] [--json]
+  pullcache export [--config FILE] [--storage DIR] REFERENCE... -o FILE.tar [--platform OS/ARCH]... [--json]
+  pullcache import [--config FILE] [--storage DIR] FILE.tar [--registry R] [--json]
   pullcache --version
 
 The config file is --config, else $PULLCACHE_CONFIG, else the embedded default (Docker Hub, ./data).`;
@@ -37,6 +45,12 @@ async function main(argv: string[]): Promise<number> {
       storage: { type: 'string' },
       platform: { type: 'string', multiple: true },
       'all-platforms': { type: 'boolean' },
+      registry: { type: 'string' },
+      json: { type: 'boolean' },
+      'unused-for': { type: 'string' },
+      to: { type: 'string' },
+      'dry-run': { type: 'boolean' },
+      output: { type: 'string', short: 'o' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean' },
     },
@@ -111,6 +125,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'warm': {
       if (rest.length === 0) throw new UsageError('warm takes one or more REFERENCEs');
+      const { warmImage } = await import('./warm.js');
+      const { jsonLines, progressBar } = await import('./warm-output.js');
       const logger = pino({ level: 'warn' }, pino.destination(2));
       const output = process.stderr.isTTY ? progressBar(process.stderr) : jsonLines();
       const runtime = await createRuntime(config, logger);
@@ -137,12 +153,97 @@ async function main(argv: string[]): Promise<number> {
       if (failed.length > 0) throw new UsageError(`could not warm ${failed.join(', ')}`);
       return 0;
     }
+    case 'ls': {
+      if (rest.length > 0) throw new UsageError('ls takes no REFERENCE (filter with --registry)');
+      const { listCommand } = await import('./inventory-commands.js');
+      await listCommand(config, { registry: values.registry, json: values.json ?? false }, print);
+      return 0;
+    }
+    case 'rm': {
+      if (rest.length === 0) throw new UsageError('rm takes one or more REFERENCEs');
+      const { removeCommand } = await import('./inventory-commands.js');
+      await removeCommand(
+        config,
+        rest,
+        { json: values.json ?? false, dryRun: values['dry-run'] ?? false },
+        print,
+      );
+      return 0;
+    }
+    case 'prune': {
+      const unusedFor = optional(values['unused-for'], parseDuration, '--unused-for takes a duration (30d)');
+      const to = optional(values.to, parseSize, '--to takes a size (20GiB)');
+      if (unusedFor === undefined && to === undefined)
+        throw new UsageError('prune needs --unused-for DURATION, --to SIZE or both');
+      const { pruneCommand } = await import('./inventory-commands.js');
+      const reached = await pruneCommand(
+        config,
+        { unusedFor, to, json: values.json ?? false, dryRun: values['dry-run'] ?? false },
+        print,
+      );
+      return reached ? 0 : 1;
+    }
+    case 'export': {
+      if (rest.length === 0) throw new UsageError('export takes one or more REFERENCEs');
+      if (!values.output) throw new UsageError('export needs -o FILE.tar');
+      const { exportImages } = await import('./archive/oci-export.js');
+      const logger = pino({ level: 'warn' }, pino.destination(2));
+      const runtime = await createRuntime(config, logger);
+      try {
+        const result = await exportImages({ ...runtime, config }, rest, resolve(values.output), {
+          platforms: values.platform ?? [],
+        });
+        if (values.json) print(`${JSON.stringify({ file: resolve(values.output), ...result })}\n`);
+        else {
+          for (const image of result.images)
+            print(
+              `exported ${image.reference} ${image.digest}${image.platforms.length ? ` (${image.platforms.join(', ')})` : ''}\n`,
+            );
+          print(`wrote ${values.output}: ${result.blobs} blobs, ${formatBytes(result.bytes)}\n`);
+        }
+      } finally {
+        await runtime.close(Date.now() + config.limits.shutdownGrace);
+      }
+      return 0;
+    }
+    case 'import': {
+      if (rest.length !== 1) throw new UsageError('import takes exactly one FILE.tar');
+      const { importArchive } = await import('./archive/oci-import.js');
+      const { createConfiguredStore } = await import('./cache/store-from-config.js');
+      // No maxSize here: a serve process evicts by its own limit; import does not drop content.
+      const store = await createConfiguredStore(config, { maxSize: null });
+      const result = await importArchive({ store, config }, rest[0]!, { registry: values.registry }).finally(
+        () => store.close(),
+      );
+      if (values.json) print(`${JSON.stringify(result)}\n`);
+      else {
+        for (const image of result.images) print(`imported ${image.reference ?? image.digest}\n`);
+        print(
+          `${result.blobs.added} blobs added (${formatBytes(result.bytes)}), ${result.blobs.cached} already cached, ${result.manifests} manifests added\n`,
+        );
+      }
+      return 0;
+    }
     default:
       throw new UsageError(`unknown command ${command}\n${USAGE}`);
   }
 }
 
 class UsageError extends Error {}
+
+const print = (text: string) => process.stdout.write(text);
+
+/** A flag's parsed value, undefined when absent; a UsageError when it does not parse. */
+function optional<T>(
+  value: string | undefined,
+  parse: (s: string) => T | null,
+  message: string,
+): T | undefined {
+  if (value === undefined) return undefined;
+  const parsed = parse(value);
+  if (parsed === null) throw new UsageError(message);
+  return parsed;
+}
 
 /** package.json sits one folder above both src/cli.ts and dist/cli.js (and is in every install). */
 function version(): string {
@@ -162,6 +263,8 @@ main(process.argv.slice(2)).then(
       error instanceof RegistryError ||
       error instanceof UsageError ||
       error instanceof ListenError ||
+      // Archive errors (oci-import.ts, tar.ts), named so their modules load only for import/export.
+      (error instanceof Error && (error.name === 'ImportError' || error.name === 'TarError')) ||
       Boolean((error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'));
     // A reference error is one line (scripts read it); config errors list every bad key.
     const message =

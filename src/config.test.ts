@@ -18,6 +18,8 @@ describe('parseConfig', () => {
         maxRedirects: 5,
         minRate: 32 * 1024,
         minRateWindow: 30_000,
+        failFast: { failures: 3, coolDown: 10_000 },
+        rateLimit: { thresholds: [0.5, 0.25, 0.1], stretch: 4, wait: 60_000 },
       },
       limits: {
         headersTimeout: 10_000,
@@ -128,6 +130,17 @@ describe('parseConfig', () => {
       'limits: headersTimeout must not be longer than requestTimeout',
     ],
     [{ ...minimal, limits: { maxConnections: 0 } }, 'limits.maxConnections'],
+    [{ ...minimal, upstream: { failFast: { failures: 0 } } }, 'upstream.failFast.failures'],
+    [
+      { ...minimal, upstream: { failFast: { coolDown: '500ms' } } },
+      'upstream.failFast.coolDown: coolDown must be at least 1s',
+    ],
+    [{ ...minimal, upstream: { rateLimit: { thresholds: [0.5, 1] } } }, 'upstream.rateLimit.thresholds.1'],
+    [
+      { ...minimal, upstream: { rateLimit: { thresholds: [0.5, 0.5] } } },
+      'upstream.rateLimit.thresholds: thresholds must differ',
+    ],
+    [{ ...minimal, upstream: { rateLimit: { stretch: 0.5 } } }, 'upstream.rateLimit.stretch'],
   ])('refuses %j naming the bad key', (document, message) => {
     expect(() => parseConfig(document, {})).toThrow(ConfigError);
     expect(() => parseConfig(document, {})).toThrow(message);
@@ -278,5 +291,69 @@ describe('parseConfig: cluster', () => {
   ])('refuses cluster %j naming the bad key', (value, message) => {
     expect(() => parseConfig(cluster(value), {})).toThrow(ConfigError);
     expect(() => parseConfig(cluster(value), {})).toThrow(message);
+  });
+});
+
+describe('parseConfig: prefetch and parent', () => {
+  it('prefetches images up to 10 GiB by default, and has no parent', () => {
+    const config = parseConfig(minimal, {});
+    expect(config.prefetch).toEqual({ layers: true, maxBytes: 10 * 2 ** 30 });
+    expect(config.parent).toBeUndefined();
+  });
+
+  it('reads a parent with its token from the environment, falling back to direct by default', () => {
+    const config = parseConfig(
+      { ...minimal, parent: { url: 'http://central.pullcache.svc:5000/v2/', token: '${PARENT}' } },
+      { PARENT: 'a-token-for-the-central-cache' },
+    );
+    expect(config.parent).toEqual({
+      url: 'http://central.pullcache.svc:5000',
+      token: 'a-token-for-the-central-cache',
+      fallback: 'direct',
+    });
+  });
+
+  it.each([
+    [{ parent: { url: 'ftp://central' } }, 'parent.url: expected an http(s) URL'],
+    [{ parent: { url: 'http://169.254.169.254' } }, 'parent.url: is a link-local or cloud metadata address'],
+    [{ parent: { url: 'http://central', fallback: 'registry' } }, 'parent.fallback'],
+    [{ parent: { url: 'http://central', token: '' } }, 'parent.token'],
+    [{ parent: { token: 'x' } }, 'parent.url'],
+    [{ prefetch: { maxBytes: 'big' } }, 'prefetch.maxBytes: expected a size'],
+    [{ prefetch: { layers: 'yes' } }, 'prefetch.layers'],
+  ])('refuses %j naming the bad key', (value, message) => {
+    expect(() => parseConfig({ ...minimal, ...value }, {})).toThrow(message);
+  });
+});
+
+describe('storage.s3', () => {
+  const s3 = (value: unknown) => ({ ...minimal, storage: { path: '/tmp/spool', s3: value } });
+
+  it('is absent by default: the cache is the storage folder', () => {
+    expect(parseConfig(minimal, {}).storage.s3).toBeUndefined();
+  });
+
+  it('fills in the defaults around a bucket name, leaving path style to the endpoint', () => {
+    expect(parseConfig(s3({ bucket: 'pullcache' }), {}).storage.s3).toEqual({
+      bucket: 'pullcache',
+      region: 'us-east-1',
+      prefix: '',
+      redirect: false,
+    });
+    const rgw = parseConfig(
+      s3({ bucket: 'cache', endpoint: 'http://rgw.internal:7480', prefix: 'pc/', forcePathStyle: true }),
+      {},
+    );
+    expect(rgw.storage.s3).toMatchObject({ endpoint: 'http://rgw.internal:7480', forcePathStyle: true });
+  });
+
+  it.each([
+    [{}, 'storage.s3.bucket'],
+    [{ bucket: 'Bad_Name' }, 'storage.s3.bucket: expected an S3 bucket name'],
+    [{ bucket: 'ok-name', endpoint: 'ftp://x' }, 'storage.s3.endpoint: expected an http(s) URL'],
+    [{ bucket: 'ok-name', accessKeyId: 'AKIA' }, 'accessKeyId'],
+    [{ bucket: 'ok-name', redirect: 'yes' }, 'storage.s3.redirect'],
+  ])('refuses %j naming the bad key', (value, message) => {
+    expect(() => parseConfig(s3(value), {})).toThrow(message);
   });
 });

@@ -147,6 +147,23 @@ const clusterSchema = z
     path: ['self'],
   });
 
+// An S3-compatible bucket every replica shares. Credentials come from the AWS SDK's standard chain
+// only (environment, shared files, web identity), never from this file.
+const s3Schema = z.strictObject({
+  bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected an S3 bucket name'),
+  // Absent: AWS's regional endpoint. Ceph RGW, MinIO, R2 and the like name theirs.
+  endpoint: z
+    .url({ protocol: /^https?$/, error: 'expected an http(s) URL such as https://s3.example.internal' })
+    .optional(),
+  // us-east-1: what S3-compatible servers accept whatever their zone; AWS buckets name their own.
+  region: z.string().min(1).default('us-east-1'),
+  prefix: z.string().default(''), // keys under `<prefix>`: several caches can share one bucket
+  // Absent: path-style URLs with an endpoint (what RGW and MinIO want), virtual-hosted on AWS.
+  forcePathStyle: z.boolean().optional(),
+  // Off: clients must be able to reach the bucket for a redirect to work, which is not a given.
+  redirect: z.boolean().default(false),
+});
+
 const registrySchema = z
   .strictObject({
     url: z
@@ -167,6 +184,20 @@ const registrySchema = z
     path: ['url'],
   });
 
+// Another pullcache that every upstream request goes to (with ?ns=<registry>); absent: the registries.
+const parentSchema = z.strictObject({
+  url: z
+    .url({ protocol: /^https?$/, error: 'expected an http(s) URL such as http://pullcache-central:5000' })
+    .transform((u) => u.replace(/\/+$/, '').replace(/\/v2$/i, ''))
+    .refine((u) => !isForbiddenAddress(new URL(u).hostname), {
+      message: 'is a link-local or cloud metadata address, which pullcache never connects to',
+    }),
+  // The parent's client auth (one of its auth.tokens), sent as a Bearer token to the parent only.
+  token: z.string().min(1).optional(),
+  // direct: while the parent is down, go to the registry itself (a node keeps pulling); none: fail.
+  fallback: z.enum(['direct', 'none']).default('direct'),
+});
+
 const schema = z
   .strictObject({
     listen: hostPort.default('0.0.0.0:5000'),
@@ -175,12 +206,16 @@ const schema = z
         path: z.string().min(1).default('./data'),
         // No limit by default: a cache that silently drops content surprises more than a full disk.
         maxSize: size.nullable().default(null),
+        // Absent: the cache lives in `path`. Present: in this bucket, and `path` only holds spool files
+        // of downloads in flight.
+        s3: s3Schema.optional(),
       })
       .prefault({}),
     defaultRegistry: z.string().default('docker.io'),
     cache: z
       .strictObject({
-        // Five minutes: a moved tag is seen soon, and a burst of node pulls costs one upstream HEAD.
+        // Five minutes: a moved tag (or a new signature) is seen soon, and a burst of node pulls costs
+        // one upstream HEAD. Referrers lists share it: signatures are added around pushes, as tags move.
         tagTTL: duration.default(5 * 60_000),
         // Off: a tag deleted upstream should disappear from the mirror too.
         serveDeletedTags: z.boolean().default(false),
@@ -197,6 +232,30 @@ const schema = z
         // its clients for hours. A body slower than this is resumed with a Range request, then failed.
         minRate: rate.default(32 * 1024),
         minRateWindow: positive(duration).default(30_000),
+        failFast: z
+          .strictObject({
+            // 3 in a row: one lost connection is not an outage, and a rollout's burst of cold requests
+            // trips it within one timeout rather than each of them waiting out its own.
+            failures: z.number().int().min(1).default(3),
+            // 10s: clients fall back at once meanwhile, and a registry that is back is used again soon.
+            coolDown: duration
+              .default(10_000)
+              .refine((ms) => ms >= 1000, { message: 'coolDown must be at least 1s' }),
+          })
+          .prefault({}),
+        rateLimit: z
+          .strictObject({
+            // Half, a quarter, a tenth left: revalidate less and less as the budget runs low.
+            thresholds: z
+              .array(z.number().gt(0).lt(1))
+              .default([0.5, 0.25, 0.1])
+              .refine((t) => new Set(t).size === t.length, { message: 'thresholds must differ' }),
+            // 4× per threshold: a 5m tagTTL becomes 20m, 80m, then 5h20m, below Docker Hub's 6h window.
+            stretch: z.number().min(1).default(4),
+            // 60s after a 429 that says neither Retry-After nor a window: long enough not to hammer it.
+            wait: positive(duration).default(60_000),
+          })
+          .prefault({}),
       })
       .prefault({}),
     registries: z
@@ -246,7 +305,18 @@ const schema = z
         message: 'headersTimeout must not be longer than requestTimeout',
       })
       .prefault({}),
+    prefetch: z
+      .strictObject({
+        // On: containerd fetches three blobs at a time, so each cold layer after the third waits for
+        // a turn; started when the image manifest is served, all of them download at once.
+        layers: z.boolean().default(true),
+        // 10 GiB: bigger than almost any image a node runs; beyond it a pull that stops early (a
+        // client that already has most layers) would cost too much unasked-for traffic.
+        maxBytes: size.default(10 * 2 ** 30),
+      })
+      .prefault({}),
     cluster: clusterSchema.optional(),
+    parent: parentSchema.optional(),
   })
   .superRefine((config, ctx) => {
     for (const host of Object.keys(config.registries)) {
@@ -271,6 +341,7 @@ const schema = z
 export type Config = z.output<typeof schema>;
 export type RegistryConfig = Config['registries'][string];
 export type ClusterConfig = NonNullable<Config['cluster']>;
+export type ParentConfig = NonNullable<Config['parent']>;
 
 /**
  * Every key the config accepts, dotted, with `<name>` for a map's own keys (`storage.maxSize`,

@@ -1,4 +1,5 @@
 /** @module What a registry serves, as both the cache and the upstream describe it (the same face for both). */
+import type { Readable } from 'node:stream';
 
 /** Manifest media types a pull-through cache understands; anything else is passed on as bytes. */
 export const MEDIA_TYPES = {
@@ -8,6 +9,22 @@ export const MEDIA_TYPES = {
   dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
   dockerSchema1Signed: 'application/vnd.docker.distribution.manifest.v1+prettyjws',
 } as const;
+
+/** Media types of a manifest that lists other manifests (one per platform). */
+export const INDEX_MEDIA_TYPES: ReadonlySet<string> = new Set([MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerList]);
+
+/** A manifest's or an index's reference to other content, as its JSON holds it. */
+export interface Descriptor {
+  mediaType?: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+  platform?: { os?: string; architecture?: string; variant?: string };
+}
+
+/** An index entry's platform as `os/architecture[/variant]` (empty when it names none). */
+export const platformOf = (d: Pick<Descriptor, 'platform'>) =>
+  [d.platform?.os, d.platform?.architecture, d.platform?.variant].filter(Boolean).join('/');
 
 /** The OCI spec asks registries to accept manifests of at least 4 MiB; more is not a manifest. */
 export const MANIFEST_MAX_BYTES = 4 * 1024 * 1024;
@@ -20,6 +37,15 @@ export interface ManifestHead {
 
 export interface Manifest extends ManifestHead {
   bytes: Buffer;
+}
+
+/** A blob's bytes from some offset on, as a source of them (an upstream, a peer) sends them. */
+export interface BlobPart {
+  /** Total blob size, when the source says (Content-Length of a 200, or the Content-Range total). */
+  total: number | null;
+  /** Offset of the first byte of `stream` in the blob (0 when the source ignored the Range). */
+  startsAt: number;
+  stream: Readable;
 }
 
 /** An inclusive byte range, as in HTTP's `Range: bytes=start-end`. */

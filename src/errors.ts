@@ -158,6 +158,52 @@ export const upstreamAnswered = (
     },
   );
 
+/** Reasons of the refusals pullcache makes for an upstream without asking it. */
+const OWN_REFUSALS = { rateLimited: 'RATE_LIMIT_SPENT', coolingDown: 'COOLING_DOWN' } as const;
+
+/**
+ * The upstream's pull limit is spent (it answered 429, or said nothing is left): 429 TOOMANYREQUESTS
+ * with the Retry-After its answer gave or its window implies, sent without asking it again.
+ * `headers` are its last `ratelimit-*` headers, passed on.
+ */
+export const upstreamRateLimited = (
+  registry: string,
+  retryAfterSeconds: number,
+  headers: Record<string, string> = {},
+) =>
+  new RegistryError(
+    'TOOMANYREQUESTS',
+    429,
+    `the pull limit of upstream registry ${registry} is spent: it is not asked again for ${retryAfterSeconds}s`,
+    upstreamOptions(registry, {
+      reason: OWN_REFUSALS.rateLimited,
+      headers: { ...headers, 'retry-after': String(retryAfterSeconds) },
+      detail: { retryAfterSeconds },
+    }),
+  );
+
+/**
+ * The upstream stopped answering (connection failures, timeouts): 503 UNAVAILABLE at once, with
+ * Retry-After for the rest of its cool-down, so the client falls back to its next host.
+ */
+export const upstreamCoolingDown = (registry: string, retryAfterSeconds: number) =>
+  new RegistryError(
+    'UNAVAILABLE',
+    503,
+    `upstream registry ${registry} is not answering: it is not asked again for ${retryAfterSeconds}s`,
+    upstreamOptions(registry, {
+      reason: OWN_REFUSALS.coolingDown,
+      headers: { 'retry-after': String(retryAfterSeconds) },
+      detail: { retryAfterSeconds },
+    }),
+  );
+
+/** Whether pullcache refused on the upstream's behalf, without asking it (already logged once, when it began). */
+export function refusedWithoutAsking(error: RegistryError): boolean {
+  const reason = (error.detail as { reason?: unknown } | undefined)?.reason;
+  return reason === OWN_REFUSALS.rateLimited || reason === OWN_REFUSALS.coolingDown;
+}
+
 /**
  * The cache's storage failed (EIO, EACCES, an object store that is down, ...) on content that should
  * be there: 503, never a silent miss. `detail` names the store when there is more than a disk.
@@ -167,6 +213,14 @@ export const storageUnavailable = (what: string, cause?: unknown, detail?: Recor
     detail: { reason: (cause as { code?: string } | undefined)?.code ?? 'unknown', ...detail },
     ...(cause !== undefined ? { cause } : {}),
   });
+
+/**
+ * A peer request this replica will not serve now: its download of the blob is fed by the asking peer
+ * itself (the two disagree on the owner while the member list changes). 503, so the asker goes on to
+ * its next source at once instead of both waiting on each other.
+ */
+export const peerConflict = (message: string, detail?: Record<string, unknown>) =>
+  new RegistryError('UNAVAILABLE', 503, message, { detail });
 
 /** A failure nobody turned into a RegistryError: on the pull path it is the upstream side's fault. */
 export const internalError = (detail?: unknown) =>

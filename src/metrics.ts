@@ -1,14 +1,20 @@
 /**
  * @module Prometheus metrics (prom-client) on a registry of our own: requests, cache results, bytes
- * served and fetched, upstream latency and errors, token fetches, downloads in flight, cache size.
- * Labels carry registry names and endpoint kinds only: never repositories (unbounded) or secrets.
+ * served and fetched, upstream latency and errors, token fetches, downloads in flight, cache size,
+ * each upstream's rate-limit budget and whether it is cooling down, and in a cluster what went to and
+ * came from each peer. Labels carry registry names, endpoint kinds and member addresses (as many as
+ * the cluster has) only: never repositories (unbounded) or secrets.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { CacheStats } from './cache/disk-store.js';
+import type { CacheStats } from './cache/content-store.js';
+import type { UpstreamStatus } from './upstream/upstreams.js';
 
 export interface MetricsSources {
   cacheStats(): CacheStats;
   downloadsInFlight(): number;
+  upstreams(): UpstreamStatus[];
+  /** Members of the cluster this replica sees (itself included); absent without a cluster. */
+  clusterMembers?(): number;
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
@@ -75,6 +81,24 @@ export function createMetrics() {
       help: 'Blobs and manifests evicted to stay under storage.maxSize',
       registers: [registry],
     }),
+    peerRequests: new Counter({
+      name: 'pullcache_peer_requests_total',
+      help: 'Peer requests, served to a peer or answered by one (fetched), by peer, direction and kind (blob, manifest)',
+      labelNames: ['peer', 'direction', 'kind'] as const,
+      registers: [registry],
+    }),
+    peerBytes: new Counter({
+      name: 'pullcache_peer_bytes_total',
+      help: 'Blob bytes sent to a peer (served) or received from one (fetched), by peer and direction',
+      labelNames: ['peer', 'direction'] as const,
+      registers: [registry],
+    }),
+    peerFallbacks: new Counter({
+      name: 'pullcache_peer_fallbacks_total',
+      help: 'Peers that could not serve, so the next peer or the upstream was asked, by kind and reason (unreachable, timeout, answer, invalid, broken)',
+      labelNames: ['kind', 'reason'] as const,
+      registers: [registry],
+    }),
     /** Connects the gauges read at scrape time to the running cache. */
     observe(from: MetricsSources): void {
       sources = from;
@@ -87,6 +111,14 @@ export function createMetrics() {
     registers: [registry],
     collect() {
       this.set(sources?.downloadsInFlight() ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'pullcache_cluster_members',
+    help: 'Cluster members this replica sees, itself included (0: no cluster)',
+    registers: [registry],
+    collect() {
+      this.set(sources?.clusterMembers?.() ?? 0);
     },
   });
   new Gauge({
@@ -114,6 +146,42 @@ export function createMetrics() {
     registers: [registry],
     collect() {
       this.set(sources?.cacheStats().maxSize ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'pullcache_upstream_ratelimit_remaining',
+    help: 'Pulls left in the upstream pull limit, as its last ratelimit-remaining header said, by registry',
+    labelNames: ['registry'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const upstream of sources?.upstreams() ?? []) {
+        if (upstream.rateLimit) this.set({ registry: upstream.registry }, upstream.rateLimit.remaining);
+      }
+    },
+  });
+  new Gauge({
+    name: 'pullcache_upstream_ratelimit_limit',
+    help: 'The upstream pull limit per window, as its last ratelimit-limit header said, by registry',
+    labelNames: ['registry'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const upstream of sources?.upstreams() ?? []) {
+        if (upstream.rateLimit) this.set({ registry: upstream.registry }, upstream.rateLimit.limit);
+      }
+    },
+  });
+  new Gauge({
+    name: 'pullcache_upstream_cooling_down',
+    help: 'Whether requests to an upstream are refused at once (1) because it stopped answering, by registry',
+    labelNames: ['registry'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const upstream of sources?.upstreams() ?? []) {
+        this.set({ registry: upstream.registry }, upstream.coolingDown ? 1 : 0);
+      }
     },
   });
   return metrics;

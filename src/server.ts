@@ -69,13 +69,16 @@ export async function startServer(
   logger: Logger,
   hooks: ServerHooks = {},
 ): Promise<RunningServer> {
-  const { metrics, store, puller, close: closeRuntime } = await createRuntime(config, logger, hooks);
+  const runtime = await createRuntime(config, logger, hooks);
+  const { metrics, store, puller, close: closeRuntime } = runtime;
   const app = createApp({
     config,
     puller,
     logger,
     metrics,
     probeStorage: () => store.probeWritable(),
+    status: runtime.status,
+    onAnswered: runtime.answered,
   });
 
   const { host, port } = splitHostPort(config.listen);

@@ -5,7 +5,7 @@
  */
 import { readAll } from './chunk-source.js';
 import type { Config } from './config.js';
-import { MEDIA_TYPES } from './content.js';
+import { type Descriptor, INDEX_MEDIA_TYPES, platformOf } from './content.js';
 import type { Puller } from './pull/puller.js';
 import { formatReference, parseReference } from './reference.js';
 import { resolveRoute } from './routing.js';
@@ -31,26 +31,12 @@ export interface WarmReport {
   ms?: number;
 }
 
-interface Descriptor {
-  mediaType?: string;
-  digest: string;
-  size: number;
-  platform?: { os?: string; architecture?: string; variant?: string };
-}
-
-const INDEX_TYPES = new Set<string>([MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerList]);
-
 /** This machine's platform in OCI terms (Node's `x64` is `amd64`). */
 export function hostPlatform(): string {
   const arch = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x' }[
     process.arch as string
   ];
   return `linux/${arch ?? process.arch}`;
-}
-
-function platformOf(descriptor: Descriptor): string {
-  const p = descriptor.platform ?? {};
-  return [p.os, p.architecture, p.variant].filter(Boolean).join('/');
 }
 
 /**
@@ -74,7 +60,7 @@ export async function warmImage(
   let manifests: { digest: string; bytes: Buffer; platform?: string }[] = [
     { digest: top.digest, bytes: top.bytes! },
   ];
-  if (INDEX_TYPES.has(top.mediaType)) {
+  if (INDEX_MEDIA_TYPES.has(top.mediaType)) {
     const index = JSON.parse(top.bytes!.toString('utf8')) as { manifests?: Descriptor[] };
     const wanted = options.platforms.length > 0 ? options.platforms : [hostPlatform()];
     const chosen = (index.manifests ?? []).filter(

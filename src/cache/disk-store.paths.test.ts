@@ -3,6 +3,7 @@
  * `%2e%2e`, absolute paths, NUL, backslashes, unicode), either validation refuses it or the file it
  * maps to lies under `storage.path`, and nothing is ever written outside it.
  */
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
@@ -11,6 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parseDigest } from '../digest.js';
 import { RegistryError } from '../errors.js';
 import { parseV2Path } from '../http/v2-path.js';
+import { parseArtifactType } from '../pull/referrers-index.js';
 import { assertTag, parseReference } from '../reference.js';
 import { resolveRoute } from '../routing.js';
 import { createDiskStore } from './disk-store.js';
@@ -65,18 +67,34 @@ const mixed = (valid: fc.Arbitrary<string>) =>
     fc.tuple(valid, fragment).map(([v, f]) => v + f),
     fc.tuple(fragment, valid).map(([f, v]) => f + v),
   );
+/** artifactType filters of referrers requests: media types, and hostile strings around them. */
+const artifactType = fc.option(
+  mixed(fc.constantFrom('application/vnd.example.sig', 'a/b', 'application/spdx+json', 'x.y/z-1')),
+);
 const ns = fc.option(
   fc.constantFrom('quay.io', 'LOCALDOMAIN', 'localdomain', '..', '../x', '/etc', 'quay.io/..', '%2e'),
 );
 
-/** The checks of `/v2` manifest and blob requests (v2-routes.ts), in the same order. */
-function validateRequest(
-  rawPath: string,
-  query: string | null,
-): { registry: string; repository: string; tag?: string; digest?: string } | null {
+interface Valid {
+  registry: string;
+  repository: string;
+  tag?: string;
+  digest?: string;
+  /** A referrers request: its subject is `digest`. */
+  referrers?: { artifactType: string | null };
+}
+
+/** The checks of `/v2` manifest, blob and referrers requests (v2-routes.ts), in the same order. */
+function validateRequest(rawPath: string, query: string | null, filter: string | null = null): Valid | null {
   try {
     const endpoint = parseV2Path(rawPath);
-    if (!endpoint || (endpoint.kind !== 'manifest' && endpoint.kind !== 'blob')) return null;
+    if (!endpoint) return null;
+    if (endpoint.kind === 'referrers') {
+      const route = resolveRoute(endpoint.name, query ?? undefined, config);
+      const digest = parseDigest(endpoint.digest).value;
+      return { ...route, digest, referrers: { artifactType: parseArtifactType(filter ?? undefined) } };
+    }
+    if (endpoint.kind !== 'manifest' && endpoint.kind !== 'blob') return null;
     const route = resolveRoute(endpoint.name, query ?? undefined, config);
     const target = endpoint.kind === 'manifest' ? endpoint.reference : endpoint.digest;
     if (endpoint.kind === 'blob' || target.includes(':')) {
@@ -101,8 +119,23 @@ const allFiles = (dir: string) =>
     .filter((entry) => !entry.isDirectory())
     .map((entry) => join(entry.parentPath, entry.name));
 
-/** Stores the tag or resolves the blob path, and checks where it went. */
-async function storeAndCheck(v: { registry: string; repository: string; tag?: string; digest?: string }) {
+/** Stores the tag or referrers record or resolves the blob path, and checks where it went. */
+async function storeAndCheck(v: Valid) {
+  if (v.referrers !== undefined) {
+    const { artifactType } = v.referrers;
+    const referrers = { manifests: [{ artifactType }], source: 'api' as const, fetchedAt: 0 };
+    await store.putReferrers(v.registry, v.repository, v.digest!, artifactType, referrers);
+    const { algorithm, hex } = parseDigest(v.digest!);
+    const filter = artifactType === null ? '' : `-${createHash('sha256').update(artifactType).digest('hex')}`;
+    const name = `${algorithm}-${hex}${filter}.json`;
+    const expected = join(root, 'referrers', v.registry, v.repository, '_referrers', name);
+    expect(inside(expected, join(root, 'referrers'))).toBe(true);
+    expect(resolve(expected)).toBe(expected);
+    expect(allFiles(sandbox)).toEqual([expected]);
+    expect(await store.getReferrers(v.registry, v.repository, v.digest!, artifactType)).toEqual(referrers);
+    rmSync(join(root, 'referrers'), { recursive: true }); // the store has no deletion of referrers
+    return;
+  }
   if (v.digest !== undefined) {
     const path = store.blobPath(v.digest);
     expect(inside(path, join(root, 'blobs'))).toBe(true);
@@ -128,10 +161,11 @@ describe('storage paths for hostile input', () => {
       fc.asyncProperty(
         mixed(validName),
         mixed(validTarget),
-        fc.constantFrom('manifests', 'blobs'),
+        fc.constantFrom('manifests', 'blobs', 'referrers'),
         ns,
-        async (name, target, kind, query) => {
-          const valid = validateRequest(`/v2/${name}/${kind}/${target}`, query);
+        artifactType,
+        async (name, target, kind, query, filter) => {
+          const valid = validateRequest(`/v2/${name}/${kind}/${target}`, query, filter);
           if (valid === null) return;
           stored++;
           await storeAndCheck(valid);
@@ -139,7 +173,21 @@ describe('storage paths for hostile input', () => {
       ),
       { numRuns: 1500 },
     );
-    expect(stored).toBeGreaterThan(100); // the property was not vacuous
+    expect(stored).toBeGreaterThan(50); // the property was not vacuous
+  }, 120_000); // 1500 runs, each writing files: slow on a busy machine
+
+  it('maps referrers requests with an artifactType filter under storage.path', async () => {
+    let filtered = 0;
+    await fc.assert(
+      fc.asyncProperty(mixed(validName), artifactType, ns, async (name, filter, query) => {
+        const valid = validateRequest(`/v2/${name}/referrers/sha256:${HEX64}`, query, filter);
+        if (valid === null) return;
+        if (valid.referrers?.artifactType != null) filtered++;
+        await storeAndCheck(valid);
+      }),
+      { numRuns: 500 },
+    );
+    expect(filtered).toBeGreaterThan(20);
   });
 
   it('maps every reference that parses (pullcache warm) under storage.path', async () => {
@@ -164,7 +212,7 @@ describe('storage paths for hostile input', () => {
       { numRuns: 1500 },
     );
     expect(stored).toBeGreaterThan(100);
-  });
+  }, 120_000);
 
   it('refuses the classic traversals outright', () => {
     for (const path of [
@@ -176,8 +224,13 @@ describe('storage paths for hostile input', () => {
       '/v2//etc/passwd/manifests/latest',
       '/v2/library\\..\\..\\x/manifests/latest',
       '/v2/library/nginx/manifests/latest\0',
+      `/v2/library/nginx/referrers/sha256:..%2f${HEX64.slice(4)}`,
+      `/v2/library/%2e%2e/referrers/sha256:${HEX64}`,
     ]) {
       expect(validateRequest(path, null), path).toBeNull();
+    }
+    for (const filter of ['../x', '/etc/passwd', 'a/../b', 'a/b\0', 'a/b/c', '..', 'x'.repeat(300)]) {
+      expect(validateRequest(`/v2/nginx/referrers/sha256:${HEX64}`, null, filter), filter).toBeNull();
     }
     expect(validateRequest('/v2/nginx/manifests/latest', '../x')).toBeNull();
   });

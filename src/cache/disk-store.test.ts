@@ -1,12 +1,12 @@
 /**
- * The content-store contract, run against every implementation (the disk store today; an object
- * store later): verified writes, manifests with their media type, tag records, index rebuild.
+ * What is particular to the disk store (test/contract/ holds what every store does): file
+ * modification times are the last-use record other processes and restarts read, a refused
+ * write leaves no file, and a referrers record's file name holds its filter only as a hash.
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync, utimesSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type ChunkSource, readAll } from '../chunk-source.js';
 import { digestOf, parseDigest } from '../digest.js';
 import { createDiskStore, type DiskStore } from './disk-store.js';
 import { VerificationError } from './temp-file.js';
@@ -31,64 +31,14 @@ async function putBlob(store: DiskStore, bytes: string): Promise<string> {
   return digest;
 }
 
-async function textOf(source: ChunkSource): Promise<string> {
-  const chunks: Buffer[] = [];
-  await readAll(source, (chunk) => chunks.push(Buffer.from(chunk)), 3);
-  return Buffer.concat(chunks).toString('utf8');
-}
-
 const allFiles = (root: string) =>
   readdirSync(root, { recursive: true, withFileTypes: true })
     .filter((e) => e.isFile())
     .map((e) => e.name);
 
-describe.each([['disk store', diskStore]])('%s', (_, makeStore) => {
-  it('stores a verified blob and streams it back, whole or in part', async () => {
-    const store = makeStore();
-    await store.init();
-    const digest = await putBlob(store, 'hello blob');
-    expect(await store.statBlob(digest)).toBe(10);
-    const whole = await store.openBlob(digest, () => null);
-    expect(await textOf(whole!.source)).toBe('hello blob');
-    const part = await store.openBlob(digest, () => ({ start: 6, end: 9 }));
-    expect(await textOf(part!.source)).toBe('blob');
-    expect(await store.openBlob(digestOf(Buffer.from('other')), () => null)).toBeNull();
-  });
-
-  it('keeps an aborted blob invisible, leaves no file behind, and lets its readers finish', async () => {
-    const store = makeStore();
-    await store.init();
-    const digest = digestOf(Buffer.from('abandoned'));
-    const writer = await store.createBlobWriter(parseDigest(digest));
-    await writer.write([Buffer.from('aban'), Buffer.from('doned')]);
-    expect(writer.size).toBe(9);
-    await writer.abort();
-    expect(await store.statBlob(digest)).toBeNull();
-    expect(allFiles(store.root)).toEqual([]);
-    const buffer = Buffer.alloc(5);
-    await writer.read(buffer, 5, 4); // a client behind the download still gets what was written
-    expect(buffer.toString()).toBe('doned');
-    await writer.release();
-    await expect(writer.read(buffer, 1, 0)).rejects.toThrow();
-  });
-
-  it('reads a blob being written through its writer, before and after the commit', async () => {
-    const store = makeStore();
-    const digest = digestOf(Buffer.from('growing'));
-    const writer = await store.createBlobWriter(parseDigest(digest));
-    await writer.write([Buffer.from('grow')]);
-    const buffer = Buffer.alloc(7);
-    await writer.read(buffer, 4, 0);
-    await writer.write([Buffer.from('ing')]);
-    await writer.commit();
-    await writer.read(buffer, 7, 0);
-    expect(buffer.toString()).toBe('growing');
-    expect(await store.statBlob(digest)).toBe(7);
-    await writer.release();
-  });
-
+describe('disk store', () => {
   it('refuses a manifest that does not match its digest and leaves no file behind', async () => {
-    const store = makeStore();
+    const store = diskStore();
     const bytes = Buffer.from('{}');
     await expect(
       store.putManifest({ mediaType: 'x/y', digest: digestOf(Buffer.from('other')), size: 2, bytes }),
@@ -96,40 +46,8 @@ describe.each([['disk store', diskStore]])('%s', (_, makeStore) => {
     expect(allFiles(store.root)).toEqual([]);
   });
 
-  it('keeps a manifest byte for byte with its media type, and refuses one that does not match its digest', async () => {
-    const store = makeStore();
-    const bytes = Buffer.from('{\n  "schemaVersion": 2\n}\n');
-    const manifest = {
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      digest: digestOf(bytes),
-      size: bytes.length,
-      bytes,
-    };
-    await store.putManifest(manifest);
-    const read = await store.getManifest(manifest.digest);
-    expect(read?.mediaType).toBe(manifest.mediaType);
-    expect(read?.bytes.equals(bytes)).toBe(true);
-    expect(read?.size).toBe(bytes.length);
-    await expect(store.putManifest({ ...manifest, digest: digestOf(Buffer.from('x')) })).rejects.toThrow();
-    expect(await store.getManifest(digestOf(Buffer.from('x')))).toBeNull();
-  });
-
-  it('keeps tag records per registry and repository, and deletes them', async () => {
-    const store = makeStore();
-    const record = { digest: digestOf(Buffer.from('m')), mediaType: 'x', size: 1, fetchedAt: 5 };
-    await store.putTag('docker.io', 'library/nginx', 'latest', record);
-    await store.putTag('quay.io', 'library/nginx', 'latest', { ...record, fetchedAt: 6 });
-    expect(await store.getTag('docker.io', 'library/nginx', 'latest')).toEqual(record);
-    expect((await store.getTag('quay.io', 'library/nginx', 'latest'))?.fetchedAt).toBe(6);
-    // A nested repository and a tag of its parent do not collide.
-    await store.putTag('docker.io', 'library/nginx/latest', 'x', record);
-    expect(await store.getTag('docker.io', 'library/nginx', 'latest')).toEqual(record);
-    await store.deleteTag('docker.io', 'library/nginx', 'latest');
-    expect(await store.getTag('docker.io', 'library/nginx', 'latest')).toBeNull();
-  });
-
   it('rebuilds its index from disk in last-use order, so eviction survives a restart', async () => {
-    const first = makeStore();
+    const first = diskStore();
     const [a, b, c] = [
       await putBlob(first, 'aaaa'),
       await putBlob(first, 'bbbb'),
@@ -150,15 +68,39 @@ describe.each([['disk store', diskStore]])('%s', (_, makeStore) => {
     expect(existsSync(first.blobPath(c))).toBe(true);
   });
 
-  it('does not evict a blob while it is being read', async () => {
-    const store = makeStore(8);
-    const a = await putBlob(store, 'aaaa');
-    const reading = await store.openBlob(a, () => null);
-    await putBlob(store, 'bbbb');
-    const c = await putBlob(store, 'cccc'); // over the limit: the LRU entry is a, but it is pinned
-    expect(existsSync(store.blobPath(a))).toBe(true);
-    expect(await textOf(reading!.source)).toBe('aaaa');
-    expect(existsSync(store.blobPath(c))).toBe(true);
-    expect(store.stats().bytes).toBeLessThanOrEqual(8);
+  it('names a referrers record by subject and a hash of the filter, apart from tags and content', async () => {
+    const store = diskStore();
+    await store.init();
+    const subject = digestOf(Buffer.from('image'));
+    const record = { manifests: [], source: 'api' as const, fetchedAt: 1 };
+    await store.putReferrers('docker.io', 'library/nginx', subject, null, record);
+    await store.putReferrers('docker.io', 'library/nginx', subject, '../../x/y', record);
+    const hex = parseDigest(subject).hex;
+    const filterHash = digestOf(Buffer.from('../../x/y')).slice('sha256:'.length);
+    expect(allFiles(store.root).sort()).toEqual([`sha256-${hex}-${filterHash}.json`, `sha256-${hex}.json`]);
+    expect(readdirSync(join(store.root, 'referrers', 'docker.io', 'library', 'nginx'))).toEqual([
+      '_referrers',
+    ]);
+    expect(store.stats()).toMatchObject({ bytes: 0, blobs: 0, manifests: 0 });
+  });
+
+  it('treats an unreadable referrers record as absent', async () => {
+    const store = diskStore();
+    const subject = digestOf(Buffer.from('image'));
+    await store.putReferrers('docker.io', 'library/nginx', subject, null, {
+      manifests: [],
+      source: 'api',
+      fetchedAt: 1,
+    });
+    const folder = join(store.root, 'referrers', 'docker.io', 'library/nginx', '_referrers');
+    const file = join(folder, readdirSync(folder)[0]!);
+    for (const text of [
+      '{',
+      '{"manifests":{},"source":"api","fetchedAt":1}',
+      '{"manifests":[],"source":"x"}',
+    ]) {
+      writeFileSync(file, text);
+      expect(await store.getReferrers('docker.io', 'library/nginx', subject, null)).toBeNull();
+    }
   });
 });

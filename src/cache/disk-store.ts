@@ -6,40 +6,40 @@
  *   blobs/sha256/ab/abcdef…          blob bytes
  *   manifests/sha256/ab/abcdef…      "<media type>\n" + manifest bytes
  *   tags/<registry>/<repository>/_tags/<tag>.json   { digest, mediaType, size, fetchedAt }
+ *   tags/<registry>/<repository>/_pulls/<tag>.json  { pulls, lastPulledAt }
+ *   referrers/<registry>/<repository>/_referrers/<alg>-<hex>[-<sha256 of artifactType>].json
+ *                                    { manifests, source, fetchedAt }
+ *   .removals                        touched by `rm`/`prune`: other processes re-check their index
  *
- * `_tags` cannot be a repository path component (those start with [a-z0-9]), so tag folders never
- * collide with nested repositories. The disk is the truth; the index is for sizes and eviction, so
+ * `_tags`, `_pulls` and `_referrers` cannot be repository path components (those start with
+ * [a-z0-9]), so record folders never collide with nested repositories. A referrers record's name
+ * holds only the subject digest's parts and a hash of the artifactType filter, never the filter
+ * itself. Pull counts live apart from the tag record so that the counter never races a
+ * revalidation rewriting the record, and neither has to read the other first. The disk is the truth; the index is for sizes and eviction, so
  * several processes may share one folder.
  */
 import { mkdir, open, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ChunkSource } from '../chunk-source.js';
 import { ConfigError } from '../config-error.js';
 import type { ByteRange, Manifest } from '../content.js';
 import { DIGEST_ALGORITHMS, type Digest, parseDigest } from '../digest.js';
 import { RegistryError, storageUnavailable } from '../errors.js';
 import { type BlobWriter, isNoSpace } from './blob-writer.js';
+import {
+  type CacheStats,
+  type ContentStore,
+  type OpenedBlob,
+  parseReferrersRecord,
+  type ReferrersRecord,
+  referrersRecordName,
+  type TagRecord,
+} from './content-store.js';
 import { createDiskBlobWriter } from './disk-blob-writer.js';
+import type { ContentFile, InventoryStore, TagEntry, TagPulls } from './inventory-store.js';
 import { LruIndex } from './lru-index.js';
 import { openPinnedRead } from './pinned-read.js';
 import { TempFile } from './temp-file.js';
 import { TEMP_PREFIX, tempName, tempOwner, writerIsGone } from './temp-name.js';
-
-export interface TagRecord {
-  digest: string;
-  mediaType: string;
-  size: number;
-  /** When the upstream last confirmed this tag (ms since epoch). */
-  fetchedAt: number;
-}
-
-export interface CacheStats {
-  bytes: number;
-  maxSize: number | null;
-  blobs: number;
-  manifests: number;
-  evictions: number;
-}
 
 export interface DiskStoreOptions {
   root: string;
@@ -55,14 +55,23 @@ export interface DiskStoreOptions {
 const STALE_TEMP_MS = 10 * 60_000;
 // Persisting last use costs a syscall; once a minute per entry is plenty for LRU ordering.
 const TOUCH_INTERVAL_MS = 60_000;
+// The file `rm` and `prune` touch after removing content, so that a serve process sharing the
+// folder drops what its index still counts (it would otherwise evict for room it already has).
+const REMOVALS_MARK = '.removals';
 
-export type DiskStore = ReturnType<typeof createDiskStore>;
+export interface DiskStore extends ContentStore, InventoryStore {
+  readonly root: string;
+  /** Where a blob's file is (tests, and tools working on the folder). */
+  blobPath(digest: string): string;
+}
 
-export function createDiskStore(options: DiskStoreOptions) {
+export function createDiskStore(options: DiskStoreOptions): DiskStore {
   const { root } = options;
   const now = options.now ?? Date.now;
   const index = new LruIndex();
   const touchedAt = new Map<string, number>();
+  // Last-use writes in flight: close() waits for them, so a restart reads the order they recorded.
+  const touches = new Set<Promise<void>>();
   let evictions = 0;
 
   const contentPath = (kind: 'blobs' | 'manifests', digest: Digest) =>
@@ -71,6 +80,23 @@ export function createDiskStore(options: DiskStoreOptions) {
   const manifestKey = (digest: string) => `manifest:${digest}`;
   const tagPath = (registry: string, repository: string, tag: string) =>
     join(root, 'tags', registry, repository, '_tags', `${tag}.json`);
+  const tagPullsPath = (registry: string, repository: string, tag: string) =>
+    join(root, 'tags', registry, repository, '_pulls', `${tag}.json`);
+  const referrersPath = (
+    registry: string,
+    repository: string,
+    subject: string,
+    artifactType: string | null,
+  ) => {
+    return join(
+      root,
+      'referrers',
+      registry,
+      repository,
+      '_referrers',
+      referrersRecordName(subject, artifactType),
+    );
+  };
 
   function used(key: string, path: string, size: number): void {
     if (!index.has(key)) index.add(key, size);
@@ -79,7 +105,9 @@ export function createDiskStore(options: DiskStoreOptions) {
     if (now() - last >= TOUCH_INTERVAL_MS) {
       touchedAt.set(key, now());
       const time = new Date(now());
-      utimes(path, time, time).catch(() => {});
+      const touch = utimes(path, time, time).catch(() => {});
+      touches.add(touch);
+      void touch.finally(() => touches.delete(touch));
     }
   }
 
@@ -90,6 +118,7 @@ export function createDiskStore(options: DiskStoreOptions) {
 
   /** Evicts least-recently-used, unpinned content until the index holds at most `limit`; the bytes freed. */
   async function evictDownTo(limit: number): Promise<number> {
+    await syncRemovals();
     let freed = 0;
     for (const { key: victim, size } of index.evictUntil(limit)) {
       const [kind, digest] = [victim.slice(0, victim.indexOf(':')), victim.slice(victim.indexOf(':') + 1)];
@@ -108,6 +137,37 @@ export function createDiskStore(options: DiskStoreOptions) {
     touchedAt.set(key, now());
     if (options.maxSize === null || index.totalBytes <= options.maxSize) return;
     await evictDownTo(options.maxSize);
+  }
+
+  let removalsSeen = 0;
+  /**
+   * When another process (`pullcache rm`/`prune`) removed content since the last look, forgets the
+   * index entries whose files are gone. One stat when nothing changed.
+   */
+  async function syncRemovals(): Promise<void> {
+    const mark = await stat(join(root, REMOVALS_MARK)).catch(() => null);
+    if (!mark || mark.mtimeMs === removalsSeen) return;
+    removalsSeen = mark.mtimeMs;
+    for (const key of index.keys()) {
+      const colon = key.indexOf(':');
+      const kind = key.slice(0, colon) === 'blob' ? 'blobs' : 'manifests';
+      const gone = await stat(contentPath(kind, parseDigest(key.slice(colon + 1)))).then(
+        () => false,
+        (error: unknown) => isMissing(error),
+      );
+      if (gone) forget(key);
+    }
+  }
+
+  async function readManifest(digest: string): Promise<Manifest | null> {
+    const data = await readFile(contentPath('manifests', parseDigest(digest))).catch((error: unknown) => {
+      if (isMissing(error)) return null;
+      throw readFailure(`manifest ${digest}`, error);
+    });
+    if (!data) return null;
+    const newline = data.indexOf(0x0a);
+    const bytes = data.subarray(newline + 1);
+    return { mediaType: data.subarray(0, newline).toString('utf8'), digest, size: bytes.length, bytes };
   }
 
   /** Whether a temp file found at start is a leftover: its writer is gone, or it is too old to be alive. */
@@ -134,6 +194,8 @@ export function createDiskStore(options: DiskStoreOptions) {
 
   return {
     root,
+    location: root,
+    shared: false,
 
     /**
      * Checks the folder is writable (a ConfigError naming it if not), rebuilds the index from disk
@@ -156,9 +218,10 @@ export function createDiskStore(options: DiskStoreOptions) {
           }
         }
       }
-      // Tag records, and the readiness probes at the top.
+      // Tag and referrers records, and the readiness probes at the top.
       for (const [dir, depth] of [
         [join(root, 'tags'), Number.POSITIVE_INFINITY],
+        [join(root, 'referrers'), Number.POSITIVE_INFINITY],
         [root, 0],
       ] as const) {
         for await (const file of walk(dir, depth)) {
@@ -167,6 +230,8 @@ export function createDiskStore(options: DiskStoreOptions) {
             await rm(file.path, { force: true });
         }
       }
+      // The walk above saw the folder as it is now: removals noted before it are accounted for.
+      removalsSeen = (await stat(join(root, REMOVALS_MARK)).catch(() => null))?.mtimeMs ?? 0;
       found.sort((a, b) => a.mtime - b.mtime);
       for (const entry of found) {
         index.add(entry.key, entry.size);
@@ -202,14 +267,7 @@ export function createDiskStore(options: DiskStoreOptions) {
     },
 
     /** The cached blob (or a range of it), pinned against eviction until the source closes. */
-    async openBlob(
-      digest: string,
-      range: (size: number) => ByteRange | null,
-    ): Promise<{
-      size: number;
-      range: ByteRange | null;
-      source: ChunkSource;
-    } | null> {
+    async openBlob(digest: string, range: (size: number) => ByteRange | null): Promise<OpenedBlob | null> {
       const path = contentPath('blobs', parseDigest(digest));
       const key = blobKey(digest);
       const release = index.pin(key);
@@ -243,19 +301,14 @@ export function createDiskStore(options: DiskStoreOptions) {
     // --- manifests ---
 
     async getManifest(digest: string): Promise<Manifest | null> {
-      const path = contentPath('manifests', parseDigest(digest));
-      const data = await readFile(path).catch((error: unknown) => {
-        if (isMissing(error)) return null;
-        throw readFailure(`manifest ${digest}`, error);
-      });
-      if (!data) {
+      const manifest = await readManifest(digest);
+      if (!manifest) {
         forget(manifestKey(digest));
         return null;
       }
-      const newline = data.indexOf(0x0a);
-      const bytes = data.subarray(newline + 1);
-      used(manifestKey(digest), path, data.length);
-      return { mediaType: data.subarray(0, newline).toString('utf8'), digest, size: bytes.length, bytes };
+      const path = contentPath('manifests', parseDigest(digest));
+      used(manifestKey(digest), path, manifest.size + manifest.mediaType.length + 1);
+      return manifest;
     },
 
     /** Stores a manifest under its digest, verified on the way like a blob. */
@@ -278,26 +331,49 @@ export function createDiskStore(options: DiskStoreOptions) {
     // --- tags ---
 
     async getTag(registry: string, repository: string, tag: string): Promise<TagRecord | null> {
-      const text = await readFile(tagPath(registry, repository, tag), 'utf8').catch((error: unknown) => {
-        if (isMissing(error)) return null;
+      return readTagRecord(tagPath(registry, repository, tag)).catch((error: unknown) => {
         throw readFailure(`tag ${registry}/${repository}:${tag}`, error);
       });
-      if (text === null) return null;
-      try {
-        const record = JSON.parse(text) as TagRecord;
-        parseDigest(record.digest);
-        return record;
-      } catch {
-        return null; // unreadable record: treat as absent, the next fetch rewrites it
-      }
     },
 
     async putTag(registry: string, repository: string, tag: string, record: TagRecord): Promise<void> {
       await writeAtomically(tagPath(registry, repository, tag), JSON.stringify(record));
     },
 
+    /** Removes a tag record and its pull counts. */
     async deleteTag(registry: string, repository: string, tag: string): Promise<void> {
       await rm(tagPath(registry, repository, tag), { force: true });
+      await rm(tagPullsPath(registry, repository, tag), { force: true });
+    },
+
+    // --- referrers ---
+
+    /** The referrers answer cached for a subject digest and artifactType filter (null: none). */
+    async getReferrers(
+      registry: string,
+      repository: string,
+      subject: string,
+      artifactType: string | null,
+    ): Promise<ReferrersRecord | null> {
+      const path = referrersPath(registry, repository, subject, artifactType);
+      const text = await readFile(path, 'utf8').catch((error: unknown) => {
+        if (isMissing(error)) return null;
+        throw readFailure(`referrers of ${registry}/${repository}@${subject}`, error);
+      });
+      return text === null ? null : parseReferrersRecord(text);
+    },
+
+    async putReferrers(
+      registry: string,
+      repository: string,
+      subject: string,
+      artifactType: string | null,
+      record: ReferrersRecord,
+    ): Promise<void> {
+      await writeAtomically(
+        referrersPath(registry, repository, subject, artifactType),
+        JSON.stringify(record),
+      );
     },
 
     /** Throws unless the storage folder accepts writes (readiness). */
@@ -306,6 +382,101 @@ export function createDiskStore(options: DiskStoreOptions) {
       await writeFile(probe, 'ok');
       await rm(probe, { force: true });
     },
+
+    // --- inventory (`ls`, `rm`, `prune`, the status page): listing and removal across processes ---
+
+    /** Every tag record in the folder. */
+    async *listTags(): AsyncGenerator<TagEntry> {
+      const top = join(root, 'tags');
+      for await (const file of walk(top, Number.POSITIVE_INFINITY)) {
+        const parts = file.path.slice(top.length + 1).split('/');
+        const name = parts.at(-1)!;
+        if (parts.length < 4 || parts.at(-2) !== '_tags' || !name.endsWith('.json')) continue;
+        if (name.startsWith(TEMP_PREFIX)) continue;
+        const record = await readTagRecord(file.path).catch(() => null);
+        if (!record) continue;
+        const [registry, repository, tag] = [
+          parts[0]!,
+          parts.slice(1, -2).join('/'),
+          name.slice(0, -'.json'.length),
+        ];
+        const pulls = await readPulls(tagPullsPath(registry, repository, tag)).catch(() => null);
+        yield { registry, repository, tag, record, pulls };
+      }
+    },
+
+    /** A cached manifest read without counting as a use (taking stock is not pulling). */
+    peekManifest: readManifest,
+
+    async peekBlob(digest: string, maxBytes: number): Promise<Buffer | null> {
+      const path = contentPath('blobs', parseDigest(digest));
+      const info = await stat(path).catch(() => null);
+      if (!info?.isFile() || info.size > maxBytes) return null;
+      return readFile(path).catch(() => null);
+    },
+
+    /** Every committed blob and manifest file, with its size and last use. */
+    async *listContent(): AsyncGenerator<ContentFile> {
+      for (const kind of ['blobs', 'manifests'] as const) {
+        for (const [algorithm, hexLength] of Object.entries(DIGEST_ALGORITHMS)) {
+          for await (const file of walk(join(root, kind, algorithm), 1)) {
+            const name = file.path.slice(file.path.lastIndexOf('/') + 1);
+            if (name.length !== hexLength || !/^[a-f0-9]+$/.test(name)) continue;
+            yield {
+              kind: kind === 'blobs' ? 'blob' : 'manifest',
+              digest: `${algorithm}:${name}`,
+              size: file.size,
+              lastUsed: file.mtime,
+            };
+          }
+        }
+      }
+    },
+
+    /**
+     * Removes a blob or manifest. Readers that opened it keep reading (the inode lives until their
+     * descriptor closes); a write in progress is a temp file, never touched here. Call
+     * noteRemovals() once done so that other processes sharing the folder update their index.
+     */
+    async removeContent(kind: 'blob' | 'manifest', digest: string): Promise<void> {
+      await rm(contentPath(kind === 'blob' ? 'blobs' : 'manifests', parseDigest(digest)), { force: true });
+      forget(kind === 'blob' ? blobKey(digest) : manifestKey(digest));
+    },
+
+    /** Tells processes sharing the folder that content was removed (they re-check their index). */
+    async noteRemovals(): Promise<void> {
+      const time = new Date(now());
+      await writeFile(join(root, REMOVALS_MARK), '');
+      await utimes(join(root, REMOVALS_MARK), time, time);
+    },
+
+    /**
+     * Adds `count` pulls of a tag, last at `at`; nothing when the tag record is gone (removed).
+     * A read and a rename: two processes adding at the same moment may lose one's count.
+     */
+    async addPulls(
+      registry: string,
+      repository: string,
+      tag: string,
+      count: number,
+      at: number,
+    ): Promise<void> {
+      const exists = await stat(tagPath(registry, repository, tag)).then(
+        () => true,
+        (error: unknown) => {
+          if (isMissing(error)) return false;
+          throw error;
+        },
+      );
+      if (!exists) return;
+      const path = tagPullsPath(registry, repository, tag);
+      const previous = await readPulls(path);
+      const pulls: TagPulls = { pulls: (previous?.pulls ?? 0) + count, lastPulledAt: at };
+      await writeAtomically(path, JSON.stringify(pulls));
+    },
+
+    /** Drops index entries whose files another process removed (before stats are read). */
+    syncRemovals,
 
     stats(): CacheStats {
       return {
@@ -316,7 +487,42 @@ export function createDiskStore(options: DiskStoreOptions) {
         evictions,
       };
     },
+
+    async close(): Promise<void> {
+      await Promise.all(touches);
+    },
   };
+}
+
+/** A tag record; null when missing or unreadable (the next fetch rewrites it). Other errors throw. */
+async function readTagRecord(path: string): Promise<TagRecord | null> {
+  const text = await readFile(path, 'utf8').catch((error: unknown) => {
+    if (isMissing(error)) return null;
+    throw error;
+  });
+  if (text === null) return null;
+  try {
+    const record = JSON.parse(text) as TagRecord;
+    parseDigest(record.digest);
+    return record;
+  } catch {
+    return null;
+  }
+}
+
+/** A tag's pull counts; null when none were written (or the file is unreadable). */
+async function readPulls(path: string): Promise<TagPulls | null> {
+  const text = await readFile(path, 'utf8').catch((error: unknown) => {
+    if (isMissing(error)) return null;
+    throw error;
+  });
+  if (text === null) return null;
+  try {
+    const pulls = JSON.parse(text) as TagPulls;
+    return Number.isSafeInteger(pulls.pulls) && Number.isFinite(pulls.lastPulledAt) ? pulls : null;
+  } catch {
+    return null;
+  }
 }
 
 async function writeAtomically(path: string, text: string): Promise<void> {

@@ -31,6 +31,11 @@ export class LruIndex {
     return n;
   }
 
+  /** Every key, most recently used first (a copy: entries may be removed while going through it). */
+  keys(): string[] {
+    return [...this.entries.keys()];
+  }
+
   has(key: string): boolean {
     return this.entries.has(key);
   }

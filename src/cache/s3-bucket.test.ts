@@ -4,7 +4,7 @@
  * Served by msw over loopback, which records every request; test/e2e/s3-bucket.test.ts runs the rest
  * against a real RADOS Gateway.
  */
-import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { delay, HttpResponse, http } from 'msw';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type LoopbackServer, startLoopback } from '../../test/support/msw-loopback.js';
@@ -164,17 +164,20 @@ describe('S3 bucket', () => {
     );
     const bucket = open({ maxAttempts: 2, partSize: 5 * 1024 * 1024 });
     const bytes = Buffer.alloc(6 * 1024 * 1024, 1);
-    const writer = bucket.createWriter('blob', `sha256:${createHash('sha256').update(bytes).digest('hex')}`);
-    await writer.write(bytes.subarray(0, 5 * 1024 * 1024));
-    await writer.write(bytes.subarray(5 * 1024 * 1024));
+    const upload = bucket.createUpload('blob', {
+      readRange: (start, end) => Readable.from([bytes.subarray(start, end + 1)]),
+    });
+    upload.extend(5 * 1024 * 1024);
+    upload.extend(bytes.length);
 
-    await expect(writer.commit(bytes.length)).rejects.toMatchObject({ status: 503, code: 'UNAVAILABLE' });
+    await expect(upload.complete(bytes.length)).rejects.toMatchObject({ status: 503, code: 'UNAVAILABLE' });
     const calls = server.requests.map((r) => {
       const query = new URLSearchParams(r.search);
       return `${r.method} ${['uploads', 'uploadId', 'partNumber'].filter((p) => query.has(p)).join('+')}`;
     });
     expect(calls.filter((c) => c === 'POST uploads')).toHaveLength(1);
-    // Both parts, each tried maxAttempts times; then the abort, and no CompleteMultipartUpload.
+    // Both parts, each tried maxAttempts times (a fresh body each time); then the abort, and no
+    // CompleteMultipartUpload.
     expect(calls.filter((c) => c === 'PUT uploadId+partNumber')).toHaveLength(4);
     expect(calls.filter((c) => c === 'DELETE uploadId')).toHaveLength(1);
     expect(calls.filter((c) => c === 'POST uploadId')).toEqual([]);

@@ -1,6 +1,7 @@
 /**
  * @module The S3 operations the S3 store is built on, for one bucket under one key prefix: head,
- * ranged reads, verified uploads, small objects, listing, stale-upload cleanup, presigned GETs.
+ * ranged reads, multipart uploads of a local file, small objects, listing, stale-upload cleanup,
+ * presigned GETs.
  */
 
 // Keys given here are relative to the prefix and come back so from list(). Nothing loads the AWS SDK
@@ -10,9 +11,8 @@
 import { Readable } from 'node:stream';
 import type { GetObjectCommandOutput } from '@aws-sdk/client-s3';
 import type { ByteRange } from '../content.js';
-import { type Digest, parseDigest } from '../digest.js';
 import { createS3Connection, isMissingKey, type S3ConnectionOptions } from './s3-connection.js';
-import { createS3Writer, type S3Writer } from './s3-upload.js';
+import { createS3Upload, type S3Upload, type S3UploadOptions } from './s3-upload.js';
 
 export interface S3BucketOptions extends S3ConnectionOptions {
   /** Prepended to every key, e.g. `pullcache/` (a trailing `/` is added when missing). */
@@ -23,8 +23,8 @@ export interface S3BucketOptions extends S3ConnectionOptions {
   partConcurrency?: number | undefined;
 }
 
-// 8 MiB parts, two at a time: 24 MiB per writer at most, and a part on the wire while the next fills
-// keeps a loopback or in-cluster link busy. Presigned URLs live a minute: long enough for a client
+// 8 MiB parts, two at a time: a part on the wire while the next fills keeps a loopback or
+// in-cluster link busy (parts are read back from the spool file, so they cost no memory). Presigned URLs live a minute: long enough for a client
 // to follow a redirect, short enough that a leaked one is soon useless.
 export const S3_BUCKET_DEFAULTS = {
   partSize: 8 * 1024 * 1024, // 8 MiB
@@ -40,6 +40,11 @@ export interface ObjectRead {
   length: number;
   /** The whole object's size. */
   size: number;
+}
+
+export interface ObjectInfo {
+  size: number;
+  lastModified: Date | undefined;
 }
 
 export interface ListedObject {
@@ -84,6 +89,22 @@ export function createS3Bucket(options: S3BucketOptions) {
     });
   }
 
+  /**
+   * The object's size and last change, or null when S3 answers 404. A HEAD has no body, so a missing
+   * bucket is a 404 too: checkBucket() at start tells the two apart.
+   */
+  function stat(key: string): Promise<ObjectInfo | null> {
+    return connection.call(`head ${full(key)}`, async (sdk, client) => {
+      try {
+        const out = await client.send(new sdk.HeadObjectCommand({ Bucket: bucket, Key: full(key) }));
+        return { size: out.ContentLength ?? 0, lastModified: out.LastModified };
+      } catch (error) {
+        if (isMissingKey(error)) return null;
+        throw error;
+      }
+    });
+  }
+
   return {
     bucket,
     prefix,
@@ -96,36 +117,27 @@ export function createS3Bucket(options: S3BucketOptions) {
       });
     },
 
-    /**
-     * The object's size, or null when S3 answers 404. A HEAD has no body, so a missing bucket is a
-     * 404 too: checkBucket() at start tells the two apart.
-     */
-    head(key: string): Promise<number | null> {
-      return connection.call(`head ${full(key)}`, async (sdk, client) => {
-        try {
-          const out = await client.send(new sdk.HeadObjectCommand({ Bucket: bucket, Key: full(key) }));
-          return out.ContentLength ?? 0;
-        } catch (error) {
-          if (isMissingKey(error)) return null;
-          throw error;
-        }
-      });
-    },
+    stat,
+
+    /** The object's size, or null when S3 answers 404 (see stat). */
+    head: async (key: string): Promise<number | null> => (await stat(key))?.size ?? null,
 
     read,
 
-    /** A verifying writer for `key`; nothing is visible under it until commit() verified the bytes. */
-    createWriter(key: string, digest: Digest | string, sizeHint?: number): S3Writer {
-      return createS3Writer(
-        connection,
-        full(key),
-        typeof digest === 'string' ? parseDigest(digest) : digest,
-        {
-          partSize,
-          concurrency: partConcurrency,
-          sizeHint,
-        },
-      );
+    /**
+     * A multipart upload to `key` of bytes the caller keeps in a file (`readRange` reads them back);
+     * nothing is visible under the key until complete().
+     */
+    createUpload(
+      key: string,
+      upload: Pick<S3UploadOptions, 'readRange' | 'sizeHint' | 'onStarted'>,
+    ): S3Upload {
+      return createS3Upload(connection, full(key), {
+        ...upload,
+        partSize,
+        concurrency: partConcurrency,
+        maxAttempts: options.maxAttempts,
+      });
     },
 
     /** Stores a small object (a manifest, a tag record) in one request. */
@@ -229,6 +241,21 @@ export function createS3Bucket(options: S3BucketOptions) {
         uploadIdMarker = more ? page.NextUploadIdMarker : undefined;
       } while (keyMarker !== undefined);
       return aborted;
+    },
+
+    /** Aborts one multipart upload (a crashed writer's, from its record); one already gone is fine. */
+    abortUpload(key: string, uploadId: string): Promise<void> {
+      return connection.call(`abort multipart upload of ${full(key)}`, async (sdk, client) => {
+        try {
+          await client.send(
+            new sdk.AbortMultipartUploadCommand({ Bucket: bucket, Key: full(key), UploadId: uploadId }),
+          );
+        } catch (error) {
+          // NoSuchUpload: completed, aborted or cleaned up already.
+          if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== 404)
+            throw error;
+        }
+      });
     },
 
     /** A URL that GETs the object without credentials for `expiresInSeconds`. */

@@ -36,6 +36,9 @@ export const S3_CONNECTION_DEFAULTS = {
 
 export type S3Sdk = typeof import('@aws-sdk/client-s3');
 
+const ignore = () => {};
+const QUIET_LOGGER = { trace: ignore, debug: ignore, info: ignore, warn: ignore, error: ignore };
+
 export interface S3Connection {
   readonly bucket: string;
   /** The endpoint as errors and logs name it: no user info, no query. */
@@ -78,6 +81,9 @@ export function createS3Connection(options: S3ConnectionOptions): S3Connection {
         requestChecksumCalculation: 'WHEN_REQUIRED',
         responseChecksumValidation: 'WHEN_REQUIRED',
         maxAttempts: options.maxAttempts ?? S3_CONNECTION_DEFAULTS.maxAttempts,
+        // Without a logger the SDK warns on the console for every failed try of a stream body (which
+        // it cannot retry); s3-upload.ts retries those itself and failures surface as our errors.
+        logger: QUIET_LOGGER,
         retryMode: 'standard',
         requestHandler: {
           connectionTimeout: options.connectTimeoutMs ?? S3_CONNECTION_DEFAULTS.connectTimeoutMs,

@@ -99,7 +99,10 @@ export function peerAuth(options: PeerAuthOptions): MiddlewareHandler<Env> {
   const challenge = { 'www-authenticate': formatChallenge(SCHEME, { realm: 'pullcache-peer' }) };
   return async function peerAuthMiddleware(c, next) {
     const check = verifyPeerRequest(c.req.header(PEER_AUTH_HEADER), c.req.method, requestTarget(c), options);
-    if (check.ok) return next();
+    if (check.ok) {
+      c.set('peer', check.from);
+      return next();
+    }
     switch (check.reason) {
       case 'missing':
         throw unauthorized('peer endpoint: a signed peer request is required', challenge, {

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import type { MiddlewareHandler } from 'hono';
 import { LRUCache } from 'lru-cache';
 import { createAllowList } from '../cidr.js';
+import { PEER_PATH_PREFIX } from '../cluster/peer-auth.js';
 import type { Config } from '../config.js';
 import { ConfigError } from '../config-error.js';
 import { denied, unauthorized } from '../errors.js';
@@ -44,7 +45,9 @@ export function readHtpasswd(path: string): Map<string, string> {
   return users;
 }
 
-export function clientAccess(config: Pick<Config, 'auth' | 'allowedClients'>): MiddlewareHandler<Env> | null {
+export function clientAccess(
+  config: Pick<Config, 'auth' | 'allowedClients' | 'cluster'>,
+): MiddlewareHandler<Env> | null {
   const allowed = config.allowedClients ? createAllowList(config.allowedClients) : null;
   const auth = config.auth;
   if (!allowed && !auth) return null;
@@ -52,6 +55,9 @@ export function clientAccess(config: Pick<Config, 'auth' | 'allowedClients'>): M
   const tokens = (auth?.tokens ?? []).map(sha256);
   const verified = new LRUCache<string, true>({ max: 1000, ttl: VERIFIED_TTL_MS });
   const challenge = { 'www-authenticate': formatChallenge('Basic', { realm: auth?.realm ?? 'pullcache' }) };
+  // In a cluster the peer endpoint has a guard of its own (peerAuth): the other members are neither
+  // allowed clients (a DaemonSet lets in its node only) nor holders of client credentials.
+  const peerPrefix = config.cluster ? `${PEER_PATH_PREFIX}/` : null;
 
   async function authorized(header: string | undefined): Promise<boolean> {
     if (!header) return false;
@@ -77,7 +83,7 @@ export function clientAccess(config: Pick<Config, 'auth' | 'allowedClients'>): M
   }
 
   return async function clientAccessMiddleware(c, next) {
-    if (OPEN_PATHS.has(c.req.path)) return next();
+    if (OPEN_PATHS.has(c.req.path) || (peerPrefix && c.req.path.startsWith(peerPrefix))) return next();
     if (allowed && !allowed(c.env?.incoming?.socket.remoteAddress)) {
       throw denied('client address not allowed');
     }

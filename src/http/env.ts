@@ -5,7 +5,7 @@ import type { CacheOutcome } from '../pull/types.js';
 
 /** What a request was about, set by the /v2 handler for logs and metrics. */
 export interface PullInfo {
-  endpoint: 'base' | 'manifest' | 'blob' | 'tags' | 'referrers' | 'upload' | 'catalog';
+  endpoint: 'base' | 'manifest' | 'blob' | 'tags' | 'referrers' | 'upload' | 'catalog' | 'peer';
   registry?: string;
   repository?: string;
   reference?: string;
@@ -18,5 +18,7 @@ export type Env = {
     requestId: string;
     pull: PullInfo | undefined;
     error: RegistryError | undefined;
+    /** The cluster member a verified peer request came from (peerAuth sets it). */
+    peer: string | undefined;
   };
 };

@@ -9,7 +9,24 @@ import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
 import type { Env } from './env.js';
 
-export function requestLog(logger: Logger, metrics: Metrics): MiddlewareHandler<Env> {
+/** A manifest or blob answer as sent: what was pulled, how the cache served it, bytes on the wire. */
+export interface AnsweredPull {
+  endpoint: 'manifest' | 'blob';
+  registry: string;
+  repository: string;
+  reference: string;
+  cache: 'hit' | 'miss' | 'revalidated' | 'stale';
+  status: number;
+  bytes: number;
+  /** The client went away before the end. */
+  aborted: boolean;
+}
+
+export function requestLog(
+  logger: Logger,
+  metrics: Metrics,
+  onAnswered?: (pull: AnsweredPull) => void,
+): MiddlewareHandler<Env> {
   return async function requestLogMiddleware(c, next) {
     const started = performance.now();
     const incoming = c.env?.incoming;
@@ -42,6 +59,17 @@ export function requestLog(logger: Logger, metrics: Metrics): MiddlewareHandler<
         if (pull.cache === 'hit' && pull.registry && !aborted) {
           metrics.servedFromCacheBytes.inc({ registry: pull.registry }, bytes);
         }
+        if (pull.registry && pull.repository && pull.reference)
+          onAnswered?.({
+            endpoint: pull.endpoint,
+            registry: pull.registry,
+            repository: pull.repository,
+            reference: pull.reference,
+            cache: pull.cache,
+            status,
+            bytes,
+            aborted,
+          });
       }
       const error = c.get('error');
       const line = {
@@ -77,6 +105,7 @@ export function requestLog(logger: Logger, metrics: Metrics): MiddlewareHandler<
 function endpointOf(path: string): string {
   if (path === '/metrics') return 'metrics';
   if (path === '/healthz' || path === '/readyz') return 'health';
+  if (path.startsWith('/_pullcache/peer/')) return 'peer';
   if (path.startsWith('/_pullcache/')) return 'admin';
   return 'other';
 }

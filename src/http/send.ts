@@ -9,10 +9,13 @@ import type { ServerResponse } from 'node:http';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Context } from 'hono';
 import { type ChunkSource, toReadable } from '../chunk-source.js';
-import type { BufferPool } from './buffer-pool.js';
+import { type BufferPool, createBufferPool } from './buffer-pool.js';
 import type { Env } from './env.js';
 
 const CHUNK_BYTES = 512 * 1024; // 512 KiB per write: big enough for throughput, small per client
+// Body buffers kept between responses, for the whole process (/v2 and the peer endpoint): a cached
+// blob's three 512 KiB buffers and a spare. What a burst of clients frees beyond that is left to the GC.
+const RESPONSE_BUFFERS = createBufferPool(2 * 1024 * 1024);
 const BUFFERS = 3; // one being read, one being written, one queued in the socket
 const READ_AHEAD = 2;
 
@@ -21,7 +24,7 @@ export function sendSource(
   status: number,
   headers: Record<string, string>,
   source: ChunkSource | null,
-  pool: BufferPool,
+  pool: BufferPool = RESPONSE_BUFFERS,
 ): Response {
   const outgoing = c.env?.outgoing;
   if (!outgoing) {

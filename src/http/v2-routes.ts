@@ -8,19 +8,16 @@ import type { Config } from '../config.js';
 import { parseDigest } from '../digest.js';
 import { badRequest, notFound, unsupported, upstreamTimeout } from '../errors.js';
 import type { Puller } from '../pull/puller.js';
+import { parseArtifactType } from '../pull/referrers-index.js';
 import type { BlobAnswer, ListingAnswer } from '../pull/types.js';
 import { assertTag } from '../reference.js';
 import { type Route, resolveRoute } from '../routing.js';
 import { mergeAccept } from './accept.js';
-import { createBufferPool } from './buffer-pool.js';
 import type { Env, PullInfo } from './env.js';
 import { headerValues, rawPath, sendSource } from './send.js';
 import { parseV2Path } from './v2-path.js';
 
 export const API_VERSION_HEADER = { 'docker-distribution-api-version': 'registry/2.0' };
-// Body buffers kept between responses: a cached blob's three 512 KiB buffers and a spare. What a
-// burst of clients frees beyond that is left to the garbage collector.
-const IDLE_BUFFER_BYTES = 2 * 1024 * 1024;
 
 export interface V2Deps {
   config: Pick<Config, 'registries' | 'defaultRegistry' | 'limits'>;
@@ -29,7 +26,6 @@ export interface V2Deps {
 
 /** Handles every `/v2` request; the caller maps thrown RegistryErrors to OCI error bodies. */
 export function createV2Handler({ config, puller }: V2Deps) {
-  const buffers = createBufferPool(IDLE_BUFFER_BYTES);
   return async function v2Handler(c: Context<Env>): Promise<Response> {
     const endpoint = parseV2Path(rawPath(c));
     if (!endpoint) throw notFound();
@@ -84,13 +80,12 @@ export function createV2Handler({ config, puller }: V2Deps) {
         const range = parseRangeHeader(c.req.header('range'));
         const answer = await puller.blob(route, endpoint.digest, { head, range });
         info.cache = answer.cache;
-        return sendSource(
-          c,
-          answer.range ? 206 : 200,
-          { ...base, ...blobHeaders(answer) },
-          answer.source,
-          buffers,
-        );
+        if (answer.redirect !== undefined) {
+          // As distribution's storage redirect: the client takes the bytes from the bucket itself.
+          const headers = { ...base, location: answer.redirect, 'docker-content-digest': answer.digest };
+          return c.body(null, 307, headers);
+        }
+        return sendSource(c, answer.range ? 206 : 200, { ...base, ...blobHeaders(answer) }, answer.source);
       }
       case 'tags': {
         const query = listingQuery(c, ['n', 'last']);
@@ -104,19 +99,22 @@ export function createV2Handler({ config, puller }: V2Deps) {
         return listing(c, answer, base, `/v2/${endpoint.name}/tags/list`, route, head);
       }
       case 'referrers': {
+        info.reference = endpoint.digest;
         parseDigest(endpoint.digest);
+        const artifactType = parseArtifactType(c.req.query('artifactType'));
         const answer = await within(
           config.limits.manifestTimeout,
           route,
-          puller.referrers(route, endpoint.digest, listingQuery(c, ['artifactType'])),
+          puller.referrers(route, endpoint.digest, artifactType),
         );
+        info.cache = answer.cache;
         return listing(c, answer, base, `/v2/${endpoint.name}/referrers/${endpoint.digest}`, route, head);
       }
     }
   };
 }
 
-function blobHeaders(answer: BlobAnswer): Record<string, string> {
+export function blobHeaders(answer: BlobAnswer): Record<string, string> {
   const length = answer.range ? answer.range.end - answer.range.start + 1 : answer.size;
   const headers: Record<string, string> = {
     ...answer.passed,

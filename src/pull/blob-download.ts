@@ -13,28 +13,24 @@
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type BlobWriter, isNoSpace } from '../cache/blob-writer.js';
+import type { BlobPart } from '../content.js';
 import { createDigester, type Digest } from '../digest.js';
 import { RegistryError, storageUnavailable, upstreamInvalid, upstreamUnavailable } from '../errors.js';
 import { DownloadClients, type DownloadReader } from './download-clients.js';
 import { MemoryWindow } from './memory-window.js';
 import { createSignal, type Signal } from './signal.js';
 
-export interface UpstreamPart {
-  /** Total blob size, when the upstream says (Content-Length of a 200, or the Content-Range total). */
-  total: number | null;
-  /** Offset of the first byte of `stream` in the blob (0 when the upstream ignored the Range). */
-  startsAt: number;
-  stream: Readable;
-}
-
 export interface DownloadDeps {
   digest: Digest;
   /** The registry it comes from, named in errors. */
   registry: string;
   /** Asks the upstream for the blob from `offset` on; throws a RegistryError for error answers. */
-  fetch(offset: number): Promise<UpstreamPart>;
-  /** Where the bytes are stored; created once the upstream has answered. */
-  createWriter(): Promise<BlobWriter>;
+  fetch(offset: number): Promise<BlobPart>;
+  /**
+   * Where the bytes are stored; created once the upstream has answered. Null: this replica does not
+   * store the blob (its owner commits it to a store they share), the bytes pass through.
+   */
+  createWriter(): Promise<BlobWriter | null>;
   /** Frees room in the store after a write found it full; resolves the bytes freed (0: none). */
   makeRoom?: (bytes: number) => Promise<number>;
   /** The store failed: the blob is passed through (or, at commit, just not kept). For the log. */
@@ -262,7 +258,7 @@ export class BlobDownload {
     const maxResumes = this.deps.maxResumes ?? DEFAULT_MAX_RESUMES;
     for (let resumes = 0; ; resumes++) {
       if (this.aborted) throw this.aborted;
-      let part: UpstreamPart;
+      let part: BlobPart;
       this.attempts++;
       try {
         part = await this.deps.fetch(this.available);
@@ -301,6 +297,7 @@ export class BlobDownload {
       if (this.aborted) throw this.aborted;
       try {
         this.writer = await this.deps.createWriter();
+        if (this.writer === null) this.passThrough(null, 'create');
         return;
       } catch (error) {
         if (await this.roomMade(error)) continue;
@@ -310,7 +307,7 @@ export class BlobDownload {
     }
   }
 
-  private async copy(part: UpstreamPart): Promise<void> {
+  private async copy(part: BlobPart): Promise<void> {
     this.current = part.stream;
     if (this.aborted) {
       part.stream.destroy();
@@ -400,8 +397,9 @@ export class BlobDownload {
     return (await this.deps.makeRoom(needed).catch(() => 0)) > 0;
   }
 
+  /** From now on the bytes pass through; `error` is the store's failure (null: not to be stored here). */
   private passThrough(error: unknown, during: 'create' | 'write'): void {
-    this.deps.onStoreError?.(error, during);
+    if (error !== null) this.deps.onStoreError?.(error, during);
     // Clients cannot be answered before the size is known, and without the store nothing can wait
     // for the end: a clear error is all that is left.
     if (this.size === null)

@@ -1,9 +1,9 @@
 /**
- * @module Tag lists and referrers: never cached (they change with every push), passed through with
- * the pagination link kept for the HTTP layer to point back at the proxy.
+ * @module Tag lists: never cached (they change with every push), passed through with the next
+ * page's query kept for the HTTP layer to point back at the proxy. (Referrers are cached: referrers.ts.)
  */
 import type { Route } from '../routing.js';
-import type { RawResponse } from '../upstream/remote-registry.js';
+import type { Listing } from '../upstream/remote-registry.js';
 import type { Upstreams } from '../upstream/upstreams.js';
 import type { ListingAnswer } from './types.js';
 
@@ -12,36 +12,15 @@ export function createListings(upstreams: Upstreams) {
     async tags(route: Route, query: URLSearchParams): Promise<ListingAnswer> {
       return toListing(await upstreams.get(route.registry).tags(route.repository, query));
     },
-    async referrers(route: Route, digest: string, query: URLSearchParams): Promise<ListingAnswer> {
-      const response = await upstreams.get(route.registry).referrers(route.repository, digest, query);
-      const filters = response.headers['oci-filters-applied'];
-      return {
-        ...toListing(response),
-        headers: typeof filters === 'string' ? { 'oci-filters-applied': filters } : {},
-      };
-    },
   };
 }
 
-function toListing(response: RawResponse): ListingAnswer {
-  const link = response.headers.link;
+function toListing(response: Listing): ListingAnswer {
   return {
     contentType: response.contentType ?? 'application/json',
     body: response.body,
-    next: nextPageQuery(Array.isArray(link) ? link.join(', ') : link),
+    next: response.next,
     headers: {},
     passed: response.passed,
   };
-}
-
-/** The query of the `rel="next"` target of a Link header (`</v2/x/tags/list?n=10&last=b>; rel="next"`). */
-export function nextPageQuery(link: string | undefined): URLSearchParams | null {
-  if (!link) return null;
-  for (const part of link.split(/,(?=\s*<)/)) {
-    const match = /^\s*<([^>]*)>\s*;(.*)$/.exec(part);
-    if (match && /\brel\s*=\s*"?next"?/i.test(match[2]!)) {
-      return new URL(match[1]!, 'http://upstream.invalid').searchParams;
-    }
-  }
-  return null;
 }

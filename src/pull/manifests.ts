@@ -1,35 +1,45 @@
 /**
  * @module Manifests. By digest: local first, forever. By tag: served from the tag record while it is
- * younger than `tagTTL`; after that revalidated with an upstream HEAD (not counted by Docker Hub's
- * pull limit); when the upstream cannot answer (unreachable, timeout, 5xx, 429) the cached digest is
- * served (stale-if-error). A 404 means the tag was deleted upstream. Concurrent misses of one
+ * younger than `tagTTL` (stretched while the registry's rate-limit budget runs low); after that
+ * revalidated with an upstream HEAD (not counted by Docker Hub's pull limit); when the upstream cannot
+ * answer (unreachable, cooling down, timeout, 5xx, 429 or a spent budget) the cached digest is served
+ * (stale-if-error). A 404 means the tag was deleted upstream. Concurrent misses of one
  * manifest or tag share one upstream request. A store that cannot take writes (disk full, read-only)
- * costs the cache entry, never the answer: the upstream's bytes are served all the same.
+ * costs the cache entry, never the answer: the upstream's bytes are served all the same. In a cluster
+ * a manifest is fetched through its owner (a tag's is looked up and revalidated there), so the cluster
+ * sends the upstream one GET per manifest and one HEAD per tag per TTL (Docker Hub counts manifest
+ * GETs per address and account); an owner that cannot answer is skipped, and this replica asks the
+ * upstream itself.
  */
 import type { Logger } from 'pino';
-import type { DiskStore, TagRecord } from '../cache/disk-store.js';
+import type { ContentStore, TagRecord } from '../cache/content-store.js';
 import type { Manifest } from '../content.js';
-import { RegistryError } from '../errors.js';
+import { RegistryError, refusedWithoutAsking } from '../errors.js';
 import type { Route } from '../routing.js';
 import type { Upstreams } from '../upstream/upstreams.js';
 import { createLocalRead } from './local-read.js';
+import type { Peers } from './peers.js';
 import { createSingleFlight } from './single-flight.js';
 import type { CacheOutcome, ManifestAnswer, PullEvents } from './types.js';
 
 export interface ManifestOptions {
   head: boolean;
   accept: string | undefined;
+  /** The member asking, for a peer request: answered here, never forwarded. */
+  fromPeer?: string | undefined;
 }
 
 export interface ManifestsDeps {
   upstreams: Upstreams;
-  store: DiskStore;
+  store: ContentStore;
   logger: Logger;
   tagTTL: number;
   /** Keep serving a cached tag that the upstream says no longer exists. */
   serveDeletedTags: boolean;
   now?: () => number;
   events?: PullEvents;
+  /** The cluster's other members; absent: this replica is alone. */
+  peers?: Peers | undefined;
 }
 
 export function createManifests(deps: ManifestsDeps) {
@@ -43,27 +53,64 @@ export function createManifests(deps: ManifestsDeps) {
     cache: CacheOutcome;
   }>();
 
-  /** Fetches a manifest by digest from the upstream and stores it (one request for concurrent callers). */
-  function fetchByDigest(route: Route, digest: string, accept: string | undefined) {
-    return shareManifest(`${route.registry}/${route.repository}@${digest}`, async () => {
-      const manifest = await upstreams.get(route.registry).getManifest(route.repository, digest, accept);
-      deps.events?.fetched(route.registry, manifest.size);
+  /**
+   * The member to ask before the upstream, if any. A peer's request is answered here, never
+   * forwarded; it never joins a lookup that asks a peer either (two members that disagree on the
+   * owner would wait on each other), hence `via` in the single-flight keys.
+   */
+  function ownerFor(route: Route, reference: string, fromPeer: string | undefined) {
+    const owner = fromPeer === undefined ? (deps.peers?.manifestOwner(route, reference) ?? null) : null;
+    return { owner, via: owner === null ? '' : ` via ${owner}` };
+  }
+
+  /** Fetches a manifest by digest (from its owner, else the upstream) and stores it, once for concurrent callers. */
+  function fetchByDigest(route: Route, digest: string, accept: string | undefined, fromPeer?: string) {
+    const { owner, via } = ownerFor(route, digest, fromPeer);
+    return shareManifest(`${route.registry}/${route.repository}@${digest}${via}`, async () => {
+      const owned = await fromOwner(owner, route, digest, accept);
+      const manifest = owned
+        ? { ...owned, passed: {} }
+        : await upstreams.get(route.registry).getManifest(route.repository, digest, accept);
+      if (!owned) deps.events?.fetched(route.registry, manifest.size);
       await keep(store.putManifest(manifest), { digest: manifest.digest }, 'manifest');
       return manifest;
     });
   }
 
-  async function byTag(route: Route, tag: string, accept: string | undefined) {
+  /**
+   * The manifest as its owner serves it (a tag from its record while fresh, else after its own
+   * revalidation); null when there is no owner to ask or it cannot answer.
+   */
+  async function fromOwner(
+    owner: string | null,
+    route: Route,
+    reference: string,
+    accept: string | undefined,
+  ) {
+    if (owner === null) return null;
+    try {
+      return await deps.peers!.getManifest(owner, route, reference, accept);
+    } catch (error) {
+      deps.peers!.fellBack(owner, 'manifest', error);
+      return null;
+    }
+  }
+
+  async function byTag(route: Route, tag: string, accept: string | undefined, fromPeer?: string) {
     const { registry, repository } = route;
+    const { owner, via } = ownerFor(route, tag, fromPeer);
     const record = await localRead(
       { tag: `${registry}/${repository}:${tag}` },
       store.getTag(registry, repository, tag),
     );
     if (!record || !acceptable(record.mediaType, accept)) {
       // Nothing usable cached: one GET by tag, stored under its digest (and as the tag if new).
-      return shareTag(`${registry}/${repository}:${tag} ${accept ?? ''}`, async () => {
-        const manifest = await upstreams.get(registry).getManifest(repository, tag, accept);
-        deps.events?.fetched(registry, manifest.size);
+      return shareTag(`${registry}/${repository}:${tag} ${accept ?? ''}${via}`, async () => {
+        const owned = await fromOwner(owner, route, tag, accept);
+        const manifest = owned
+          ? { ...owned, passed: {} }
+          : await upstreams.get(registry).getManifest(repository, tag, accept);
+        if (!owned) deps.events?.fetched(registry, manifest.size);
         await keep(store.putManifest(manifest), { digest: manifest.digest }, 'manifest');
         if (!record)
           await keep(store.putTag(registry, repository, tag, recordOf(manifest, now())), { tag }, 'tag');
@@ -71,10 +118,10 @@ export function createManifests(deps: ManifestsDeps) {
       });
     }
     const cached = await localRead({ digest: record.digest }, store.getManifest(record.digest));
-    if (cached && now() - record.fetchedAt < deps.tagTTL)
+    if (cached && now() - record.fetchedAt < deps.tagTTL * upstreams.get(registry).tagTTLFactor())
       return { manifest: cached, passed: {}, cache: 'hit' as const };
-    return shareTag(`${registry}/${repository}:${tag} revalidate`, () =>
-      revalidate(route, tag, record, cached, accept),
+    return shareTag(`${registry}/${repository}:${tag} revalidate${via}`, () =>
+      revalidate(route, tag, record, cached, accept, owner),
     );
   }
 
@@ -84,8 +131,17 @@ export function createManifests(deps: ManifestsDeps) {
     record: TagRecord,
     cached: Manifest | null,
     accept: string | undefined,
+    owner: string | null,
   ): Promise<{ manifest: Manifest; passed: Record<string, string>; cache: CacheOutcome }> {
     const { registry, repository } = route;
+    const owned = await fromOwner(owner, route, tag, accept);
+    if (owned) {
+      const same = owned.digest === record.digest && cached !== null;
+      const manifest = same ? cached : owned;
+      if (!same) await keep(store.putManifest(owned), { digest: owned.digest }, 'manifest');
+      await keep(store.putTag(registry, repository, tag, recordOf(manifest, now())), { tag }, 'tag');
+      return { manifest, passed: {}, cache: same ? 'revalidated' : 'miss' };
+    }
     try {
       const head = await upstreams.get(registry).headManifest(repository, tag, accept);
       const manifest =
@@ -118,7 +174,8 @@ export function createManifests(deps: ManifestsDeps) {
   }
 
   function stale(route: Route, tag: string, manifest: Manifest, error: RegistryError) {
-    logger.warn(
+    // A refusal of our own (cooling down, budget spent) was logged once when it began: not per tag.
+    logger[refusedWithoutAsking(error) ? 'debug' : 'warn'](
       {
         registry: route.registry,
         repository: route.repository,
@@ -140,13 +197,13 @@ export function createManifests(deps: ManifestsDeps) {
         // By digest, HEAD or GET: fetch the whole manifest once, so the GET that follows is a hit.
         result = cached
           ? { manifest: cached, passed: {}, cache: 'hit' }
-          : await fetchByDigest(route, reference, options.accept).then((m) => ({
+          : await fetchByDigest(route, reference, options.accept, options.fromPeer).then((m) => ({
               manifest: m,
               passed: m.passed,
               cache: 'miss' as const,
             }));
       } else {
-        result = await byTag(route, reference, options.accept);
+        result = await byTag(route, reference, options.accept, options.fromPeer);
       }
       const { manifest } = result;
       return {

@@ -24,8 +24,10 @@ export interface BlobAnswer {
   size: number;
   /** The part sent (206), or null for all of it. */
   range: ByteRange | null;
-  /** Null for HEAD. */
+  /** Null for HEAD, and for a redirect. */
   source: ChunkSource | null;
+  /** Where the client fetches the cached bytes itself (a presigned bucket URL): answered with 307. */
+  redirect?: string;
   passed: Record<string, string>;
   cache: CacheOutcome;
 }
@@ -37,4 +39,9 @@ export interface ListingAnswer {
   next: URLSearchParams | null;
   headers: Record<string, string>;
   passed: Record<string, string>;
+}
+
+/** A referrers list: always one OCI image index, every upstream page in it (so `next` is null). */
+export interface ReferrersAnswer extends ListingAnswer {
+  cache: CacheOutcome;
 }

@@ -2,17 +2,21 @@
  * @module HTTP to one upstream registry: a keep-alive undici Agent, the registry's auth challenge
  * learned once and answered before each request, redirects to blob CDNs followed without our
  * Authorization header, no connection to link-local or metadata addresses, and transport failures
- * turned into errors that name the registry.
+ * turned into errors that name the registry. Every request passes the upstream's health (refused at
+ * once while it cools down) and, for manifests, its rate-limit budget (refused while spent); every
+ * answer of the registry itself updates the budget.
  */
 import type { LookupFunction } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { upstreamUnavailable } from '../errors.js';
+import { upstreamCoolingDown, upstreamRateLimited, upstreamUnavailable } from '../errors.js';
 import { createGuardedConnector } from './address-guard.js';
 import { createAgent, request } from './http-agent.js';
+import type { BudgetNotice, RateLimitBudget } from './rate-limit-budget.js';
 import { createRealmPolicy } from './realm-policy.js';
 import { type BearerChallenge, type Credentials, createTokenAuth, type TokenAuth } from './token-auth.js';
-import { transportError } from './transport-error.js';
+import { answerOf, transportError } from './transport-error.js';
+import type { HealthNotice, HealthPass, UpstreamHealth } from './upstream-health.js';
 import { parseWwwAuthenticate } from './www-authenticate.js';
 
 export interface RegistryClientOptions {
@@ -37,6 +41,18 @@ export interface RegistryClientOptions {
   onCredentialsWithheld?: (realmHost: string, reason: string) => void;
   /** DNS lookup for every upstream connection (tests map names); node:dns otherwise. */
   lookup?: LookupFunction | undefined;
+  /** Whether the upstream answers at all; requests are refused at once while it cools down. */
+  health: UpstreamHealth;
+  /** What is left of its pull limit; manifest requests are refused while it is spent. */
+  budget: RateLimitBudget;
+  /** Called when the upstream stops or starts answering again (logs). */
+  onHealth?: (notice: HealthNotice) => void;
+  /** Called when the budget runs low, is spent or is restored (logs). */
+  onBudget?: (notice: BudgetNotice) => void;
+  /** A fixed Authorization sent up front to the registry's own origin only (a parent pullcache's token). */
+  authorization?: string | undefined;
+  /** How errors name the other side; `upstream registry <name>` by default. */
+  describe?: string | undefined;
 }
 
 export interface UpstreamRequest {
@@ -47,6 +63,8 @@ export interface UpstreamRequest {
   headers?: Record<string, string>;
   /** Repository the request is about: the token scope `repository:<repository>:pull`. */
   repository: string;
+  /** A manifest request, what pull limits count: refused (429) without asking while the budget is spent. */
+  limited?: boolean;
   signal?: AbortSignal;
 }
 
@@ -58,6 +76,8 @@ export interface UpstreamResponse {
 
 export interface RegistryClient {
   readonly name: string;
+  /** What is left of its pull limit (the pull layer stretches tag TTLs by it). */
+  readonly budget: RateLimitBudget;
   send(req: UpstreamRequest): Promise<UpstreamResponse>;
   close(): Promise<void>;
 }
@@ -113,7 +133,38 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
     return undefined;
   }
 
+  /** The request, if the upstream's health and budget let it go; each outcome is reported to health. */
   async function send(req: UpstreamRequest): Promise<UpstreamResponse> {
+    if (req.limited) {
+      const wait = options.budget.retryAfter();
+      if (wait !== null) throw upstreamRateLimited(options.name, wait, options.budget.reading()?.headers);
+    }
+    const admission = options.health.admit();
+    if (!admission.admitted) throw upstreamCoolingDown(options.name, admission.retryAfterSeconds);
+    const { pass } = admission;
+    try {
+      const response = await follow(req);
+      tell(pass.answered());
+      return response;
+    } catch (error) {
+      settle(pass, error);
+      throw error;
+    }
+  }
+
+  function settle(pass: HealthPass, error: unknown): void {
+    const answer = answerOf(error);
+    if (answer === 'none') tell(pass.failed());
+    else if (answer === 'answered') tell(pass.answered());
+    else pass.released();
+  }
+
+  function tell(notice: HealthNotice | null): void {
+    if (notice) options.onHealth?.(notice);
+  }
+
+  /** The request and the redirects it is answered with, up to maxRedirects. */
+  async function follow(req: UpstreamRequest): Promise<UpstreamResponse> {
     let url = new URL(`${origin}${basePath}/v2/${req.path}`);
     if (req.query) url.search = req.query.toString();
     for (let hop = 0; ; hop++) {
@@ -138,9 +189,18 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
     let scope: string | undefined = own
       ? `repository:${req.repository}:pull`
       : (foreignScopes.get(repositoryKey) ?? (scopelessOrigins.has(url.origin) ? '' : undefined));
+    // The Bearer token this request sent, if any: only a refusal of that one is a refused token
+    // (concurrent first requests all get a 401 before any of them has a token).
+    let sentToken: string | undefined;
     const withAuth = async () => {
       // A host that redirected us has not told us its scope for this repository yet: ask it first.
-      const header = scope !== undefined ? await authorization(url, scope) : undefined;
+      const header =
+        own && options.authorization
+          ? options.authorization
+          : scope !== undefined
+            ? await authorization(url, scope)
+            : undefined;
+      sentToken = header?.startsWith('Bearer ') ? header.slice('Bearer '.length) : undefined;
       // Each host gets only the authorization it asked for itself: never another host's.
       return dispatch(req, url, header ? { ...req.headers, authorization: header } : { ...req.headers });
     };
@@ -161,8 +221,9 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
       scope = bearer.params.scope ?? scope ?? '';
       if (!own && bearer.params.scope !== undefined) foreignScopes.set(repositoryKey, scope);
       else if (!own) scopelessOrigins.add(url.origin);
-      // A token we already sent was refused: fetch a fresh one instead of the cached one.
-      if (previous?.scheme === 'bearer') (own ? ownTokens : foreignTokens).forget(state, scope);
+      // A token we sent was refused: fetch a fresh one instead of the cached one.
+      if (sentToken !== undefined && previous?.scheme === 'bearer')
+        (own ? ownTokens : foreignTokens).forget(state, scope, sentToken);
     } else if (basic && own && options.credentials && previous?.scheme !== 'basic') {
       authByOrigin.set(url.origin, { scheme: 'basic' });
     } else {
@@ -182,16 +243,28 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
         signal: req.signal,
       });
       options.onResponse?.(response.statusCode, (performance.now() - started) / 1000);
+      // Only the registry's own answers speak for its limit (a CDN it redirects to has none).
+      if (url.origin === origin) observeBudget(response.statusCode, response.headers);
       return { status: response.statusCode, headers: response.headers, body: response.body };
     } catch (error) {
-      const failure = transportError(options.name, error);
+      const failure = transportError(options.name, error, options.describe);
       options.onError?.(String((failure.detail as { reason?: string } | undefined)?.reason ?? failure.code));
       throw failure;
     }
   }
 
+  function observeBudget(status: number, headers: UpstreamResponse['headers']): void {
+    for (const notice of options.budget.observe(status, headers)) options.onBudget?.(notice);
+    // A 429 that does not say when: the client is told the wait the window implies (and gets no sooner).
+    if (status === 429 && headers['retry-after'] === undefined) {
+      const wait = options.budget.retryAfter();
+      if (wait !== null) headers['retry-after'] = String(wait);
+    }
+  }
+
   return {
     name: options.name,
+    budget: options.budget,
     send,
     close: () => agent.close(),
   };
@@ -202,7 +275,8 @@ function repositoryPathOf(pathname: string): string {
   return /^(.*\/v2\/.+?)\/(?:manifests|blobs|tags|referrers)\//.exec(pathname)?.[1] ?? pathname;
 }
 
-async function discard(response: UpstreamResponse): Promise<void> {
+/** Reads and drops an answer we will not use, so its connection can be reused. */
+export async function discard(response: UpstreamResponse): Promise<void> {
   try {
     await (response.body as Dispatcher.ResponseData['body']).dump({ limit: 1 << 20 });
   } catch {

@@ -3,8 +3,9 @@
  * tag lists and referrers. Upstream error answers become RegistryErrors with the upstream's status,
  * OCI error body and rate-limit headers.
  */
-import type { Readable } from 'node:stream';
+import { parseContentRange } from '../byte-range.js';
 import {
+  type BlobPart,
   MANIFEST_MAX_BYTES,
   type Manifest,
   type ManifestHead,
@@ -33,35 +34,35 @@ export interface Passed {
   passed: Record<string, string>;
 }
 
-export interface BlobResponse extends Passed {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Readable;
-}
-
-export interface RawResponse extends Passed {
-  status: number;
+/** A tag list or referrers answer: its bytes, and the query of its next page, if any. */
+export interface Listing extends Passed {
   contentType: string | undefined;
   headers: Record<string, string | string[] | undefined>;
   body: Buffer;
+  /** The query of the upstream's `Link: <...>; rel="next"` page. */
+  next: URLSearchParams | null;
 }
 
 export interface RemoteRegistry {
   readonly name: string;
+  /** How many times longer its tags are served from cache now: its rate-limit budget is running low. */
+  tagTTLFactor(): number;
   headManifest(
     repository: string,
     reference: string,
     accept: string | undefined,
   ): Promise<ManifestHead & Passed>;
   getManifest(repository: string, reference: string, accept: string | undefined): Promise<Manifest & Passed>;
-  /** A blob or a range of it; `range` is the client's Range header, passed on as is. */
-  getBlob(
+  /** The blob's size (a HEAD request: cheap, and not counted by rate limits). */
+  statBlob(repository: string, digest: string): Promise<{ size: number } & Passed>;
+  /** The blob's bytes from `offset` on (a Range request when not 0; the upstream may ignore it). */
+  openBlob(
     repository: string,
     digest: string,
-    options?: { range?: string; head?: boolean; signal?: AbortSignal },
-  ): Promise<BlobResponse>;
-  tags(repository: string, query: URLSearchParams): Promise<RawResponse>;
-  referrers(repository: string, digest: string, query: URLSearchParams): Promise<RawResponse>;
+    options?: { offset?: number; signal?: AbortSignal },
+  ): Promise<BlobPart & Passed>;
+  tags(repository: string, query: URLSearchParams): Promise<Listing>;
+  referrers(repository: string, digest: string, query: URLSearchParams): Promise<Listing>;
   close(): Promise<void>;
 }
 
@@ -88,13 +89,34 @@ export function createRemoteRegistry(
       path: `${repository}/manifests/${reference}`,
       headers: { accept: accept || DEFAULT_MANIFEST_ACCEPT },
       repository,
+      limited: true,
     });
     if (response.status !== 200) throw await upstreamError(registry, response, 'MANIFEST_UNKNOWN');
     return response;
   }
 
+  async function blobRequest(
+    method: 'GET' | 'HEAD',
+    repository: string,
+    digest: string,
+    options: { range?: string; signal?: AbortSignal } = {},
+  ) {
+    const response = await client.send({
+      method,
+      path: `${repository}/blobs/${digest}`,
+      headers: options.range ? { range: options.range } : {},
+      repository,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    if (response.status !== 200 && response.status !== 206) {
+      throw await upstreamError(registry, response, 'BLOB_UNKNOWN');
+    }
+    return response;
+  }
+
   return {
     name: registry,
+    tagTTLFactor: () => client.budget.tagTTLFactor(),
 
     async headManifest(repository, reference, accept) {
       const response = await manifestRequest('HEAD', repository, reference, accept);
@@ -143,25 +165,33 @@ export function createRemoteRegistry(
       return { mediaType, digest, size: bytes.length, bytes, passed: passedHeaders(response) };
     },
 
-    async getBlob(repository, digest, request = {}) {
-      const headers: Record<string, string> = {};
-      if (request.range) headers.range = request.range;
-      const response = await client.send({
-        method: request.head ? 'HEAD' : 'GET',
-        path: `${repository}/blobs/${digest}`,
-        headers,
-        repository,
-        ...(request.signal ? { signal: request.signal } : {}),
+    async statBlob(repository, digest) {
+      const response = await blobRequest('HEAD', repository, digest);
+      response.body.resume();
+      const size = Number(header(response, 'content-length'));
+      if (!Number.isSafeInteger(size) || size < 0)
+        throw upstreamInvalid(registry, 'sent no blob length', 'UNAVAILABLE');
+      return { size, passed: passedHeaders(response) };
+    },
+
+    async openBlob(repository, digest, options = {}) {
+      const offset = options.offset ?? 0;
+      const response = await blobRequest('GET', repository, digest, {
+        ...(offset > 0 ? { range: `bytes=${offset}-` } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
       });
-      if (response.status !== 200 && response.status !== 206) {
-        throw await upstreamError(registry, response, 'BLOB_UNKNOWN');
+      const stream = minRate ? guardMinRate(response.body, minRate) : response.body;
+      const passed = passedHeaders(response);
+      if (response.status === 206) {
+        const contentRange = parseContentRange(header(response, 'content-range') ?? '');
+        if (!contentRange) {
+          response.body.destroy();
+          throw upstreamInvalid(registry, 'sent an invalid range', 'UNAVAILABLE');
+        }
+        return { total: contentRange.size, startsAt: contentRange.range.start, stream, passed };
       }
-      return {
-        status: response.status,
-        headers: response.headers,
-        body: request.head || !minRate ? response.body : guardMinRate(response.body, minRate),
-        passed: passedHeaders(response),
-      };
+      const length = Number(header(response, 'content-length'));
+      return { total: Number.isSafeInteger(length) ? length : null, startsAt: 0, stream, passed };
     },
 
     tags: (repository, query) =>
@@ -178,7 +208,7 @@ async function raw(
   client: RegistryClient,
   req: { path: string; repository: string; query: URLSearchParams },
   notFoundCode: string,
-): Promise<RawResponse> {
+): Promise<Listing> {
   const response = await client.send({ method: 'GET', headers: { accept: 'application/json' }, ...req });
   if (response.status !== 200) throw await upstreamError(client.name, response, notFoundCode);
   let body: Buffer;
@@ -188,13 +218,26 @@ async function raw(
     if (error instanceof BodyTooLargeError) throw invalidUpstream(client.name, 'sent a listing over 4 MiB');
     throw transportError(client.name, error);
   }
+  const link = response.headers.link;
   return {
-    status: response.status,
     contentType: header(response, 'content-type'),
     headers: response.headers,
     body,
+    next: nextPageQuery(Array.isArray(link) ? link.join(', ') : link),
     passed: passedHeaders(response),
   };
+}
+
+/** The query of the `rel="next"` target of a Link header (`</v2/x/tags/list?n=10&last=b>; rel="next"`). */
+export function nextPageQuery(link: string | undefined): URLSearchParams | null {
+  if (!link) return null;
+  for (const part of link.split(/,(?=\s*<)/)) {
+    const match = /^\s*<([^>]*)>\s*;(.*)$/.exec(part);
+    if (match && /\brel\s*=\s*"?next"?/i.test(match[2]!)) {
+      return new URL(match[1]!, 'http://upstream.invalid').searchParams;
+    }
+  }
+  return null;
 }
 
 function header(response: UpstreamResponse, name: string): string | undefined {

@@ -81,8 +81,25 @@ describe('createTokenAuth', () => {
     const auth = make(() => 5);
     const challenge = { realm: `${server.url}/token`, service: undefined };
     const first = await auth.token(challenge, 'repository:d:pull');
-    auth.forget(challenge, 'repository:d:pull');
+    auth.forget(challenge, 'repository:d:pull', first);
     expect(await auth.token(challenge, 'repository:d:pull')).not.toBe(first);
+  });
+
+  it('lets a fetch already under way finish when a request reports the old token refused', async () => {
+    const auth = make(() => 5);
+    const challenge = { realm: `${server.url}/token`, service: 'svc' };
+    const old = await auth.token(challenge, 'repository:f:pull');
+    auth.forget(challenge, 'repository:f:pull', old);
+    delayMs = 50;
+    const before = server.count('GET', '/token');
+    const fresh = auth.token(challenge, 'repository:f:pull'); // under way
+    // A second request that had sent the old token sees its 401 now.
+    auth.forget(challenge, 'repository:f:pull', old);
+    const waiting = auth.token(challenge, 'repository:f:pull');
+    delayMs = 0;
+    expect(await fresh).not.toBe(old);
+    expect(await waiting).toBe(await fresh);
+    expect(server.count('GET', '/token') - before).toBe(1);
   });
 
   it('fails with a 502 naming the registry when the endpoint errors', async () => {

@@ -53,8 +53,12 @@ export function tokenLifetimeMs(expiresIn: number | undefined): number {
 export interface TokenAuth {
   /** A token for `scope` (e.g. `repository:library/nginx:pull`), from cache or one shared fetch. */
   token(challenge: BearerChallenge, scope: string): Promise<string>;
-  /** Forgets a token the registry refused (revoked or expired early). */
-  forget(challenge: BearerChallenge, scope: string): void;
+  /**
+   * Forgets `token`, which the registry refused (revoked or expired early), if it is still the one
+   * cached: a fresh one already being fetched for the scope (another request saw the refusal first)
+   * is left to finish.
+   */
+  forget(challenge: BearerChallenge, scope: string, token: string): void;
 }
 
 export function createTokenAuth(options: TokenAuthOptions): TokenAuth {
@@ -86,9 +90,12 @@ export function createTokenAuth(options: TokenAuthOptions): TokenAuth {
       if (token === undefined) throw tokenError(options.registry, 'the token endpoint returned no token');
       return token;
     },
-    forget(challenge, scope) {
+    forget(challenge, scope, token) {
       const realm = urlOrNull(challenge.realm);
-      if (realm) cache.delete(keyOf(realm, challenge, scope));
+      if (!realm) return;
+      const key = keyOf(realm, challenge, scope);
+      // Deleting a fetch in flight would abort it, failing every request waiting for it.
+      if (cache.peek(key) === token) cache.delete(key);
     },
   };
 }

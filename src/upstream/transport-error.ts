@@ -45,3 +45,31 @@ export function transportError(
   }
   return upstreamUnavailable(registry, `${what} is unreachable`, { reason: code ?? 'unknown', cause: error });
 }
+
+// Reasons that mean nobody answered: no connection (refused, unreachable, no address) or no answer in time.
+const NO_ANSWER_REASONS = new Set([
+  ...TIMEOUT_CODES,
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENETDOWN',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+// Reasons that say nothing about the upstream: our own refusal to connect, or the request given up.
+const NO_VERDICT_REASONS = new Set(['ADDRESS_FORBIDDEN', 'UND_ERR_ABORTED', 'ABORT_ERR', 'AbortError']);
+
+/**
+ * What a failed request says about its upstream's health: `none` (nobody answered: a connection
+ * failure or a timeout), `unknown` (aborted, or refused by us before connecting), or `answered`
+ * (it said something, if only a refusal or garbage).
+ */
+export function answerOf(error: unknown): 'none' | 'unknown' | 'answered' {
+  if (!(error instanceof RegistryError)) return 'unknown';
+  if ((error.cause as Error | undefined)?.name === 'AbortError') return 'unknown'; // whatever its code
+  const reason = (error.detail as { reason?: unknown } | undefined)?.reason;
+  if (typeof reason !== 'string') return 'answered';
+  if (NO_ANSWER_REASONS.has(reason)) return 'none';
+  return NO_VERDICT_REASONS.has(reason) ? 'unknown' : 'answered';
+}

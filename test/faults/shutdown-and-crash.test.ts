@@ -196,8 +196,10 @@ describe('temp files found at start', () => {
     const storage = join(dir, 'leftovers');
     const folder = join(storage, 'blobs', 'sha256', 'ab');
     const tags = join(storage, 'tags', 'docker.io', 'library', 'x', '_tags');
+    const referrers = join(storage, 'referrers', 'docker.io', 'library', 'x', '_referrers');
     mkdirSync(folder, { recursive: true });
     mkdirSync(tags, { recursive: true });
+    mkdirSync(referrers, { recursive: true });
     const dead = spawnSync('true').pid; // has exited (and been reaped): its pid is free
     const live = spawn('sleep', ['60'], { stdio: 'ignore' });
     cleanups.push(() => live.kill('SIGKILL'));
@@ -206,6 +208,7 @@ describe('temp files found at start', () => {
     const files = {
       deadHere: join(folder, name(hostname(), dead)),
       deadTag: join(tags, name(hostname(), dead).replace('abcdef0123456789', 'tag')),
+      deadReferrers: join(referrers, name(hostname(), dead).replace('abcdef0123456789', 'tag')),
       deadProbe: join(storage, name(hostname(), dead).replace('abcdef0123456789', 'ready')),
       // Our own pid, but another process (a container restarted with the same pid 1).
       previousSelf: join(folder, name(hostname(), process.pid)),
@@ -223,6 +226,7 @@ describe('temp files found at start', () => {
     expect(left).toEqual({
       deadHere: false,
       deadTag: false,
+      deadReferrers: false,
       deadProbe: false,
       previousSelf: false,
       liveHere: true,
@@ -312,6 +316,7 @@ function holdCommit(download: BlobDownload): HeldCommit {
   const started = new Promise<void>((resolve) => (begun = resolve));
   deps.createWriter = async () => {
     const writer = await create();
+    if (writer === null) throw new Error('holdCommit: this download stores nothing');
     return {
       get size() {
         return writer.size;

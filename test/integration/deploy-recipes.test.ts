@@ -23,7 +23,12 @@ import {
 } from '../e2e/harness/recipes.js';
 
 // What the recipes' ${...} placeholders stand for; any value will do for validation.
-const PLACEHOLDER_ENV = { DOCKERHUB_USERNAME: 'me', DOCKERHUB_TOKEN: 'dckr_pat_placeholder' };
+const DOCKERHUB_ENV = { DOCKERHUB_USERNAME: 'me', DOCKERHUB_TOKEN: 'dckr_pat_placeholder' };
+const PLACEHOLDER_ENV = {
+  ...DOCKERHUB_ENV,
+  POD_IP: '10.0.0.11',
+  PULLCACHE_PEER_SECRET: 'a-placeholder-peer-secret-of-32-characters',
+};
 
 /** The config a recipe carries, validated as pullcache validates it. */
 function validConfig(yamlText: string): Config {
@@ -245,7 +250,7 @@ describe('compose.yaml', () => {
   it('shows Docker Hub credentials from an env file', async () => {
     const text = await readProjectFile('compose.yaml');
     expect(text).toMatch(/^\s*# env_file: \.env$/m);
-    for (const name of Object.keys(PLACEHOLDER_ENV)) expect(text).toMatch(new RegExp(`#\\s+${name}=`));
+    for (const name of Object.keys(DOCKERHUB_ENV)) expect(text).toMatch(new RegExp(`#\\s+${name}=`));
   });
 });
 
@@ -278,6 +283,7 @@ function quantityBytes(quantity: string): number {
 
 describe.each([
   ['deploy/kubernetes/central.yaml', 'Deployment'],
+  ['deploy/kubernetes/central-s3.yaml', 'Deployment'],
   ['deploy/kubernetes/daemonset.yaml', 'DaemonSet'],
 ])('%s', (file, kind) => {
   let objects: K8sObject[];
@@ -367,7 +373,9 @@ describe.each([
       const [port] = service.spec.ports;
       expect(resolvePort(port.targetPort, container)).toBe(portOf(config));
     });
+  }
 
+  if (file.endsWith('/central.yaml')) {
     it('keeps the cache on a PersistentVolumeClaim larger than storage.maxSize, one pod at a time', () => {
       const claim = objects.find((o) => o.kind === 'PersistentVolumeClaim');
       const data = volume(mountAt(config.storage.path).name);
@@ -376,6 +384,40 @@ describe.each([
       expect(workload.spec.replicas).toBe(1);
       expect(workload.spec.strategy.type).toBe('Recreate');
       expect(pod.securityContext.fsGroup).toBe(pod.securityContext.runAsGroup);
+    });
+  }
+
+  if (file.endsWith('/central-s3.yaml')) {
+    it('keeps the cache in the bucket, with storage.path on an emptyDir and no PersistentVolumeClaim', () => {
+      expect(config.storage.s3?.bucket).toBeTruthy();
+      expect(config.storage.maxSize).not.toBeNull();
+      expect(objects.filter((o) => o.kind === 'PersistentVolumeClaim')).toEqual([]);
+      expect(volume(mountAt(config.storage.path).name).emptyDir).toBeDefined();
+    });
+
+    it('runs several replicas on different nodes, replaced one at a time, at most one disrupted', () => {
+      expect(workload.spec.replicas).toBeGreaterThanOrEqual(3);
+      expect(workload.spec.strategy).toEqual({
+        type: 'RollingUpdate',
+        rollingUpdate: { maxSurge: 0, maxUnavailable: 1 },
+      });
+      const [term] = pod.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution;
+      expect(term.topologyKey).toBe('kubernetes.io/hostname');
+      expect(term.labelSelector.matchLabels).toEqual(workload.spec.selector.matchLabels);
+      const budget = objects.find((o) => o.kind === 'PodDisruptionBudget');
+      expect(budget.spec.selector).toEqual(workload.spec.selector);
+      expect(budget.spec.maxUnavailable).toBe(1);
+    });
+
+    it('takes S3 credentials from a Secret or the ServiceAccount (IRSA), never from the ConfigMap', async () => {
+      expect(container.envFrom).toEqual([{ secretRef: { name: 'pullcache-s3' } }]);
+      const account = objects.find((o) => o.kind === 'ServiceAccount');
+      expect(pod.serviceAccountName).toBe(account.metadata.name);
+      const text = await readProjectFile(file);
+      expect(text).toMatch(/^\s*#\s+eks\.amazonaws\.com\/role-arn: /m);
+      expect(text).toContain('create secret generic pullcache-s3');
+      const configMap = JSON.stringify(objects.filter((o) => o.kind === 'ConfigMap'));
+      expect(configMap).not.toMatch(/AWS_|accessKey|secret/i);
     });
   }
 
@@ -415,6 +457,52 @@ describe.each([
         capabilities: { drop: ['ALL'], add: ['CHOWN'] },
       });
       expect(script).toContain(`chown ${imageUser} ${config.storage.path}`);
+    });
+
+    it("is one cluster: a headless Service selecting the pods names the members, self is the node's address", () => {
+      const cluster = config.cluster!;
+      const namespace = workload.metadata.namespace;
+      const service = objects.find((o) => o.kind === 'Service');
+      expect(cluster.peers.dns).toBe(`${service.metadata.name}.${namespace}.svc.cluster.local`);
+      expect(service.spec.clusterIP).toBe('None');
+      expect(service.spec.selector).toEqual(workload.spec.selector.matchLabels);
+      expect(workload.spec.template.metadata.labels).toMatchObject(service.spec.selector);
+      // The members reach each other's listener: the peer endpoint is on the /v2 port.
+      expect(cluster.port).toBe(portOf(config));
+      expect(resolvePort(service.spec.ports[0].targetPort, container)).toBe(cluster.port);
+      // self: the node's address (host network) from the downward API, at the cluster port.
+      expect(cluster.self).toBe(`${PLACEHOLDER_ENV.POD_IP}:${cluster.port}`);
+      const podIp = (container.env as K8sObject[]).find((e) => e.name === 'POD_IP');
+      expect(podIp.valueFrom).toEqual({ fieldRef: { fieldPath: 'status.podIP' } });
+      // Looked up through the cluster's DNS although the pods are on the host network.
+      expect(pod.dnsPolicy).toBe('ClusterFirstWithHostNet');
+    });
+
+    it('takes the peer secret from the Secret its header tells how to create', async () => {
+      const text = await readProjectFile(file);
+      const configMap = objects.find((o) => o.kind === 'ConfigMap');
+      expect(configMap.data['config.yaml']).toContain('secret: "${PULLCACHE_PEER_SECRET}"');
+      const env = (container.env as K8sObject[]).find((e) => e.name === 'PULLCACHE_PEER_SECRET');
+      const { name, key } = env.valueFrom.secretKeyRef;
+      const namespace = workload.metadata.namespace;
+      const lines = text.split('\n');
+      const at = lines.findIndex((l) =>
+        l.includes(`kubectl -n ${namespace} create secret generic ${name} \\`),
+      );
+      expect(at).toBeGreaterThan(0);
+      expect(lines[at + 1]).toContain(`--from-literal=${key}="$(openssl rand -hex 32)"`);
+      expect(objects.some((o) => o.kind === 'Secret')).toBe(false); // no secret value in the manifest
+    });
+
+    it('admits the peer port from the node network only (NetworkPolicy)', () => {
+      const policy = objects.find((o) => o.kind === 'NetworkPolicy');
+      expect(policy.spec.podSelector.matchLabels).toEqual(workload.spec.selector.matchLabels);
+      expect(policy.spec.policyTypes).toEqual(['Ingress']);
+      const [rule, ...more] = policy.spec.ingress as K8sObject[];
+      expect(more).toEqual([]);
+      expect(rule.ports).toEqual([{ protocol: 'TCP', port: config.cluster!.port }]);
+      expect(rule.from.length).toBeGreaterThan(0);
+      for (const from of rule.from) expect(Object.keys(from)).toEqual(['ipBlock']);
     });
   }
 });
@@ -555,7 +643,7 @@ describe('deploy/grafana-dashboard.json', () => {
     for (const query of queries) for (const name of namesIn(query)) expect(registered, query).toContain(name);
   });
 
-  it('charts requests, cache hits, bytes, upstream latency and errors, downloads, size, evictions, tokens', () => {
+  it('charts requests, cache hits, bytes, upstream latency, errors, limits and health, downloads, size, evictions, tokens, peers', () => {
     const used = new Set(queries.flatMap(namesIn));
     for (const name of [
       'pullcache_http_requests_total',
@@ -569,6 +657,12 @@ describe('deploy/grafana-dashboard.json', () => {
       'pullcache_cache_max_size_bytes',
       'pullcache_cache_evictions_total',
       'pullcache_token_fetches_total',
+      'pullcache_peer_bytes_total',
+      'pullcache_peer_fallbacks_total',
+      'pullcache_cluster_members',
+      'pullcache_upstream_ratelimit_remaining',
+      'pullcache_upstream_ratelimit_limit',
+      'pullcache_upstream_cooling_down',
     ])
       expect(used).toContain(name);
   });

@@ -55,7 +55,12 @@ const failing = http.all('*', ({ request }) => {
 beforeAll(async () => {
   registry = await startLoopback(failing, ...registryHandlers(content, { auth: { kind: 'none' } }));
   proxy = await startProxy(
-    { registries: { 'docker.io': { url: registry.url } }, cache: { tagTTL: '5m' } },
+    // Prefetch off: these tests count the upstream requests manifests cost (prefetch.test.ts has its own).
+    {
+      registries: { 'docker.io': { url: registry.url } },
+      cache: { tagTTL: '5m' },
+      prefetch: { layers: false },
+    },
     { now: () => clock },
   );
 });
@@ -141,6 +146,8 @@ describe('manifests by tag', () => {
     expect(response.status).toBe(200);
     expect(await digestOf(response)).toBe(v1.manifest);
     expect(calls('HEAD', `/v2/library/app/manifests/stale-${mode}`)).toBeGreaterThanOrEqual(1);
+    // Past the 429's Retry-After: until then no manifest request is sent to the registry at all.
+    if (mode === 429) clock += 30_000;
   });
 
   it('passes the error on when nothing is cached', async () => {
@@ -215,7 +222,7 @@ describe('manifests by digest', () => {
   it('fetches once and then never asks the upstream again, even after any TTL', async () => {
     const path = `/v2/app/manifests/${v2.manifest}`;
     const fresh = await startProxy(
-      { registries: { 'docker.io': { url: registry.url } } },
+      { registries: { 'docker.io': { url: registry.url } }, prefetch: { layers: false } },
       { now: () => clock },
     );
     try {

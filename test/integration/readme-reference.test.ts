@@ -86,6 +86,7 @@ describe('the README configuration reference', () => {
     DOCKERHUB_TOKEN: 'hub-token',
     PULLCACHE_TOKEN: 'a-client-token-of-32-characters!',
     PULLCACHE_PEER_SECRET: 'a-peer-secret-of-at-least-32-characters',
+    PULLCACHE_PARENT_TOKEN: 'a-token-of-the-central-cache',
   };
 
   it('is a YAML block', () => {

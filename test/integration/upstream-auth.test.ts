@@ -87,6 +87,29 @@ describe('a Docker-Hub-like upstream (Bearer token realm, blob redirects to a CD
     expect(auth.count('GET', '/token') - before).toBe(1);
   });
 
+  it('answers concurrent first requests of a fresh proxy: their 401s are no refusal of a token', async () => {
+    // Before the first challenge is learned every request goes without a token and gets a 401; one
+    // of them taking the others' 401 for a refused token used to abort the token fetch they shared.
+    const fresh = await startProxy({
+      registries: { 'docker.io': { url: registry.url, username: 'hubuser', password: 's3cret-pw' } },
+    });
+    try {
+      const responses = await Promise.all(
+        Array.from({ length: 12 }, (_, i) =>
+          i % 2 === 0
+            ? fetch(`${fresh.url}/v2/team/app/manifests/v2`)
+            : fetch(`${fresh.url}/v2/team/app/blobs/${other.layer}`),
+        ),
+      );
+      for (const response of responses) {
+        expect(response.status).toBe(200);
+        await response.arrayBuffer();
+      }
+    } finally {
+      await fresh.close();
+    }
+  });
+
   it('follows the 307 to the CDN for blobs without sending it the Authorization header', async () => {
     const response = await fetch(`${proxy.url}/v2/library/demo/blobs/${image.layer}`);
     expect(response.status).toBe(200);
@@ -277,7 +300,7 @@ describe('an upstream that rate-limits, fails or cannot be reached', () => {
 
   beforeAll(async () => {
     registry = await startLoopback(
-      http.get('/v2/library/limited/manifests/:tag', () =>
+      http.get('/v2/hub/limited/manifests/:tag', () =>
         HttpResponse.json(
           { errors: [{ code: 'TOOMANYREQUESTS', message: 'You have reached your pull rate limit.' }] },
           {
@@ -304,6 +327,8 @@ describe('an upstream that rate-limits, fails or cannot be reached', () => {
     proxy = await startProxy({
       registries: {
         'docker.io': { url: registry.url },
+        // Its own registry: after its 429 no manifest request goes to it for the Retry-After.
+        'limited.example.test': { url: registry.url },
         'down.example.test': {
           url: `http://127.0.0.1:${closedPort}`,
           username: 'u',
@@ -320,8 +345,9 @@ describe('an upstream that rate-limits, fails or cannot be reached', () => {
     registry.requests.length = 0;
   });
 
-  it('passes 429 on with Retry-After and the rate-limit headers', async () => {
-    const response = await fetch(`${proxy.url}/v2/limited/manifests/latest`);
+  it('passes 429 on with Retry-After and the rate-limit headers, and asks no more until then', async () => {
+    const url = `${proxy.url}/v2/limited.example.test/hub/limited/manifests/latest`;
+    const response = await fetch(url);
     expect(response.status).toBe(429);
     expect(response.headers.get('retry-after')).toBe('120');
     expect(response.headers.get('ratelimit-remaining')).toBe('0;w=21600');
@@ -329,6 +355,12 @@ describe('an upstream that rate-limits, fails or cannot be reached', () => {
       code: 'TOOMANYREQUESTS',
       message: 'You have reached your pull rate limit.',
     });
+    const again = await fetch(url);
+    expect(again.status).toBe(429);
+    expect(Number(again.headers.get('retry-after'))).toBeLessThanOrEqual(120);
+    expect(again.headers.get('ratelimit-remaining')).toBe('0;w=21600');
+    expect((await firstError(again)).code).toBe('TOOMANYREQUESTS');
+    expect(registry.count('GET', '/v2/hub/limited/manifests/latest')).toBe(1);
   });
 
   it('passes a 5xx on with its status and OCI error body', async () => {

@@ -38,6 +38,43 @@ export class RegistryContent {
     this.tags.set(repository, tags.set(tag, digest));
   }
 
+  /**
+   * An artifact (a signature, an SBOM) whose `subject` is `subject`: an empty config, one layer of
+   * `payload`, listed by the referrers API. Returns the artifact manifest's descriptor as the
+   * referrers list shows it, and its layer's digest.
+   */
+  addReferrer(repository: string, subject: string, artifactType: string, payload: string) {
+    const config = this.addBlob('{}');
+    const layer = this.addBlob(payload);
+    const subjectManifest = this.manifests.get(subject)!;
+    const annotations = { 'org.example.payload': payload };
+    const manifest = this.addManifest(repository, OCI_MANIFEST, {
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      artifactType,
+      config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: config, size: 2 },
+      layers: [{ mediaType: 'application/octet-stream', digest: layer, size: Buffer.from(payload).length }],
+      subject: { mediaType: subjectManifest.mediaType, digest: subject, size: subjectManifest.bytes.length },
+      annotations,
+    });
+    const size = this.manifests.get(manifest)!.bytes.length;
+    const descriptor = { mediaType: OCI_MANIFEST, digest: manifest, size, artifactType, annotations };
+    this.referrers.set(subject, [...(this.referrers.get(subject) ?? []), descriptor]);
+    return { descriptor, layer };
+  }
+
+  /** What a client without the referrers API pushes: the referrers of `subject` as an index, tagged `sha256-<hex>`. */
+  tagReferrers(repository: string, subject: string): string {
+    const manifests = this.referrers.get(subject) ?? [];
+    const tag = subject.replace(':', '-');
+    return this.addManifest(
+      repository,
+      OCI_INDEX,
+      { schemaVersion: 2, mediaType: OCI_INDEX, manifests },
+      tag,
+    );
+  }
+
   /** A one-layer image (config + layer + manifest) tagged `tag`; returns its digests. */
   addImage(repository: string, tag: string, layer: Buffer | string = `layer of ${repository}:${tag}`) {
     const config = this.addBlob(JSON.stringify({ architecture: 'amd64', os: 'linux', tag }));
@@ -78,6 +115,8 @@ export interface RegistryOptions {
   blobRedirect?: string;
   /** Extra response headers on every answer (rate limits). */
   headers?: Record<string, string>;
+  /** `none`: no referrers API, a 404 like distribution 2.8's; a number: referrers pages of that size. */
+  referrers?: 'none' | number;
 }
 
 export function registryHandlers(content: RegistryContent, options: RegistryOptions): RequestHandler[] {
@@ -154,15 +193,32 @@ export function registryHandlers(content: RegistryContent, options: RegistryOpti
       return HttpResponse.json({ name: repository, tags: page }, { headers });
     }
     if (kind === 'referrers') {
-      const type = new URL(request.url).searchParams.get('artifactType');
+      if (options.referrers === 'none')
+        return new HttpResponse('404 page not found\n', {
+          status: 404,
+          headers: { 'content-type': 'text/plain' },
+        });
+      const url = new URL(request.url);
+      const type = url.searchParams.get('artifactType');
       let manifests = content.referrers.get(ref!) ?? [];
       if (type) manifests = manifests.filter((m) => (m as { artifactType?: string }).artifactType === type);
-      return HttpResponse.json(
-        { schemaVersion: 2, mediaType: OCI_INDEX, manifests },
-        {
-          headers: { 'content-type': OCI_INDEX, ...(type ? { 'oci-filters-applied': 'artifactType' } : {}) },
-        },
-      );
+      const headers: Record<string, string> = {
+        'content-type': OCI_INDEX,
+        ...(type ? { 'oci-filters-applied': 'artifactType' } : {}),
+      };
+      if (typeof options.referrers === 'number') {
+        const size = options.referrers;
+        const page = Number(url.searchParams.get('page') ?? 1);
+        if (manifests.length > page * size) {
+          const next = new URLSearchParams({
+            ...(type ? { artifactType: type } : {}),
+            page: String(page + 1),
+          });
+          headers.link = `</v2/${repository}/referrers/${ref}?${next}>; rel="next"`;
+        }
+        manifests = manifests.slice((page - 1) * size, page * size);
+      }
+      return HttpResponse.json({ schemaVersion: 2, mediaType: OCI_INDEX, manifests }, { headers });
     }
     return ociError(404, 'NAME_UNKNOWN', 'no such path');
   });

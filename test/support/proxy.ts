@@ -58,11 +58,20 @@ export async function startProxy(
   };
 }
 
-/** Waits until the proxy has no download in flight: every verified blob is committed to disk. */
-export async function settled(url: string, timeoutMs = 10_000): Promise<void> {
+/**
+ * Waits until the proxy has no download in flight: every verified blob is committed to disk.
+ * `headers` carry credentials for a proxy with client auth.
+ */
+export async function settled(
+  url: string,
+  timeoutMs = 10_000,
+  headers: Record<string, string> = {},
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const stats = (await (await fetch(`${url}/_pullcache/stats`)).json()) as { downloadsInFlight: number };
+    const response = await fetch(`${url}/_pullcache/stats`, { headers });
+    if (response.status !== 200) throw new Error(`${url}/_pullcache/stats answered ${response.status}`);
+    const stats = (await response.json()) as { downloadsInFlight: number };
     if (stats.downloadsInFlight === 0) return;
     if (Date.now() > deadline) throw new Error(`downloads still in flight after ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 10));

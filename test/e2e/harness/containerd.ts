@@ -45,7 +45,11 @@ export interface Containerd {
   stop(): Promise<void>;
 }
 
-export async function startContainerd(namespace = 'e2e'): Promise<Containerd> {
+/**
+ * `prefix`: a command containerd and ctr run under, e.g. `['ip', 'netns', 'exec', NS]` (a node of
+ * the test's own).
+ */
+export async function startContainerd(namespace = 'e2e', prefix: string[] = []): Promise<Containerd> {
   const dir = await makeTempDir('containerd');
   const address = join(dir, 'containerd.sock');
   const configFile = join(dir, 'config.toml');
@@ -68,7 +72,8 @@ export async function startContainerd(namespace = 'e2e'): Promise<Containerd> {
       `  path = ${JSON.stringify(join(dir, 'opt'))}`,
     ].join('\n'),
   );
-  const proc = startProcess('containerd', 'containerd', ['--config', configFile], {
+  const [command, ...args] = [...prefix, 'containerd', '--config', configFile];
+  const proc = startProcess('containerd', command!, args, {
     logFile: join(dir, 'containerd.log'),
   });
   try {
@@ -79,8 +84,11 @@ export async function startContainerd(namespace = 'e2e'): Promise<Containerd> {
     throw error;
   }
 
-  const ctr = async (args: string[], ns = namespace) =>
-    (await run('ctr', ['--address', address, '--namespace', ns, ...args])).stdout;
+  // In the prefix too: ctr itself resolves and fetches what `images pull` names.
+  const ctr = async (args: string[], ns = namespace) => {
+    const [command, ...rest] = [...prefix, 'ctr', '--address', address, '--namespace', ns, ...args];
+    return (await run(command!, rest)).stdout;
+  };
 
   return {
     address,

@@ -31,6 +31,8 @@ export interface GenerateOptions {
   platforms?: Platform[];
   /** Adds one incompressible layer of this many MiB to every platform (streamed, never held in memory). */
   largeLayerMiB?: number;
+  /** Instead of the small generated layers: one incompressible layer per entry, of that many MiB. */
+  layerSizesMiB?: number[];
 }
 
 export interface GeneratedImage extends ImageDigests {
@@ -60,12 +62,19 @@ export async function generateImage(options: GenerateOptions): Promise<Generated
     ? await writeLargeLayer(out, types.layer, options.largeLayerMiB, seed)
     : undefined;
 
+  const sized: Layer[] = [];
+  for (const [n, mib] of (options.layerSizesMiB ?? []).entries()) {
+    sized.push(await writeLargeLayer(out, types.layer, mib, `${seed}/layer-${n}`));
+  }
+
   const images: PlatformImage[] = [];
   for (const [i, platform] of platforms.entries()) {
     const name = `${seed}/${platform.os}-${platform.architecture}`;
     // Platform i gets i + 1 small layers, so platforms differ in shape as well as content.
-    const layers: Layer[] = [];
-    for (let n = 0; n <= i; n++) layers.push(await writeSmallLayer(out, types.layer, `${name}/${n}`));
+    const layers: Layer[] = [...sized];
+    if (!options.layerSizesMiB) {
+      for (let n = 0; n <= i; n++) layers.push(await writeSmallLayer(out, types.layer, `${name}/${n}`));
+    }
     if (large) layers.push(large);
     const config = await out.writeBlob(
       types.config,

@@ -28,6 +28,20 @@ export interface PullcacheOptions {
    * this one stored; by default a fresh folder, removed on stop.
    */
   storageDir?: string;
+  /** HOST:PORT to listen on (default 127.0.0.1 and a free port): replicas of a cluster share a port. */
+  listen?: string;
+  /** HOST:PORT the test reaches it at, when not `listen` (0.0.0.0 in a network namespace). */
+  reachAt?: string;
+  /** A command it runs under, e.g. `['ip', 'netns', 'exec', NS]` (which execs, keeping the pid). */
+  prefix?: string[];
+  /** Extra environment (PULLCACHE_PEER_SECRET, POD_IP, ...). */
+  env?: Record<string, string>;
+  /** A whole config file to use instead of one made of the options above (listen and storage are flags). */
+  configText?: string;
+  /** More `storage:` keys (s3, maxSize), beside the path. */
+  storage?: Record<string, unknown>;
+  /** The address to listen on when `listen` is not given (127.0.0.2, .3, ... for replicas side by side). */
+  host?: string;
 }
 
 export interface Pullcache {
@@ -46,19 +60,21 @@ export async function startPullcache(options: PullcacheOptions): Promise<Pullcac
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` before the e2e tests`);
   const dir = await makeTempDir('pullcache');
   const storageDir = options.storageDir ?? join(dir, 'storage');
-  const port = await freePort();
-  const listen = `127.0.0.1:${port}`;
+  const listen = options.listen ?? `${options.host ?? '127.0.0.1'}:${await freePort()}`;
+  const reachAt = options.reachAt ?? listen;
+  const port = Number(listen.slice(listen.lastIndexOf(':') + 1));
   const configFile = join(dir, 'config.yaml');
-  await writeFile(configFile, configYaml(listen, storageDir, options));
+  await writeFile(configFile, options.configText ?? configYaml(listen, storageDir, options));
 
   // The CLI file itself, as installed: its shebang carries the node flags production runs with.
-  const proc = startProcess(
-    'pullcache',
-    CLI,
-    ['serve', '--config', configFile, '--listen', listen, '--storage', storageDir],
-    { cwd: PROJECT_ROOT, logFile: join(dir, 'pullcache.log') },
-  );
-  const url = `http://${listen}`;
+  const args = ['serve', '--config', configFile, '--listen', listen, '--storage', storageDir];
+  const [command, ...prefixArgs] = [...(options.prefix ?? []), CLI, ...args];
+  const proc = startProcess(options.prefix ? `pullcache ${reachAt}` : 'pullcache', command!, prefixArgs, {
+    cwd: PROJECT_ROOT,
+    logFile: join(dir, 'pullcache.log'),
+    ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
+  });
+  const url = `http://${reachAt}`;
   try {
     // /healthz answers 200 even with client auth or an allow-list configured (/v2/ would be 401/403).
     await waitForHttp(`${url}/healthz`, { process: proc, statuses: [200] });
@@ -70,7 +86,7 @@ export async function startPullcache(options: PullcacheOptions): Promise<Pullcac
   return {
     url,
     port,
-    host: listen,
+    host: reachAt,
     storageDir,
     configFile,
     process: proc,
@@ -86,7 +102,7 @@ export async function startPullcache(options: PullcacheOptions): Promise<Pullcac
 function configYaml(listen: string, storageDir: string, options: PullcacheOptions): string {
   const lines = [
     `listen: ${JSON.stringify(listen)}`,
-    `storage: { path: ${JSON.stringify(storageDir)} }`,
+    `storage: ${JSON.stringify({ path: storageDir, ...options.storage })}`,
     `defaultRegistry: ${JSON.stringify(options.defaultRegistry ?? 'docker.io')}`,
     'registries:',
   ];

@@ -23,6 +23,17 @@ export interface RegistryOptions {
   auth?: RegistryAuth;
   /** Distribution's pull-through mode (one upstream only; see FIELD-NOTES for its limits). */
   proxy?: { remoteurl: string; username?: string; password?: string };
+  /** The address it listens on (default 127.0.0.1), e.g. a bridge address network namespaces reach. */
+  host?: string;
+  /** Its S3 storage driver instead of the filesystem (a benchmark peer on the same RGW). */
+  s3?: {
+    regionendpoint: string;
+    region: string;
+    bucket: string;
+    accesskey: string;
+    secretkey: string;
+    rootdirectory?: string;
+  };
 }
 
 export interface Registry {
@@ -48,19 +59,26 @@ const ACCESS_LINE = /"([A-Z]+) (\S+) HTTP\/[\d.]+" (\d{3})/;
 
 export async function startRegistry(options: RegistryOptions = {}): Promise<Registry> {
   const dir = await makeTempDir('registry');
-  const port = await freePort();
+  const host = options.host ?? '127.0.0.1';
+  const port = await freePort(host === '127.0.0.1' ? host : '0.0.0.0');
   const config = [
     'version: 0.1',
     'log:',
     '  level: info',
     'storage:',
-    `  filesystem: { rootdirectory: ${JSON.stringify(join(dir, 'data'))} }`,
+    ...(options.s3
+      ? [
+          `  s3: ${JSON.stringify({ ...options.s3, forcepathstyle: true })}`,
+          // Its default with S3 answers blob GETs with 307s to the bucket: here it serves the bytes.
+          '  redirect: { disable: true }',
+        ]
+      : [`  filesystem: { rootdirectory: ${JSON.stringify(join(dir, 'data'))} }`]),
     '  delete: { enabled: true }',
     // The default health check polls storage every 10 s and logs; nothing here needs it.
     'health:',
     '  storagedriver: { enabled: false }',
     'http:',
-    `  addr: 127.0.0.1:${port}`,
+    `  addr: ${host}:${port}`,
     `  secret: e2e-${port}`,
     ...(await authSection(dir, options.auth ?? 'none')),
     ...proxySection(options.proxy),
@@ -68,10 +86,14 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Regi
   const configFile = join(dir, 'config.yml');
   await writeFile(configFile, `${config}\n`);
 
+  // With the S3 driver, an AWS_CA_BUNDLE in the environment makes distribution 2.8 panic at start
+  // (its AWS SDK cannot load a bundle into the transport distribution gives it): RGW here is plain http.
+  const { AWS_CA_BUNDLE: _bundle, ...withoutBundle } = process.env;
   const proc = startProcess('docker-registry', 'docker-registry', ['serve', configFile], {
     logFile: join(dir, 'registry.log'),
+    ...(options.s3 ? { env: withoutBundle } : {}),
   });
-  const url = `http://127.0.0.1:${port}`;
+  const url = `http://${host}:${port}`;
   try {
     await waitForHttp(`${url}/v2/`, { process: proc });
   } catch (error) {
@@ -88,7 +110,7 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Regi
   return {
     url,
     port,
-    host: `127.0.0.1:${port}`,
+    host: `${host}:${port}`,
     dir,
     process: proc,
     accessLog,

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { run } from './command.js';
 import type { ImageDigests } from './image-digests.js';
 import type { GeneratedImage } from './images.js';
-import { readDirLayout, readOciLayout } from './layout-reader.js';
+import { readDirLayout, readOciImage, readOciLayout } from './layout-reader.js';
 import type { Credentials } from './registry.js';
 
 function credsArgs(side: 'src' | 'dest', creds: Credentials | undefined): string[] {
@@ -23,7 +23,31 @@ function skopeoCopy(args: string[]): Promise<unknown> {
 
 /** Pushes every platform of a generated image; `ref` is `127.0.0.1:PORT/library/demo:1.0`. */
 export async function pushImage(image: GeneratedImage, ref: string, creds?: Credentials): Promise<void> {
-  await skopeoCopy(['--dest-tls-verify=false', ...credsArgs('dest', creds), image.source, `docker://${ref}`]);
+  await pushSource(image.source, ref, creds);
+}
+
+/**
+ * Pushes what a skopeo source (`oci:DIR:TAG`) names; `ref` may be a digest
+ * (`127.0.0.1:PORT/library/demo@sha256:…`), which pushes it untagged.
+ */
+export async function pushSource(source: string, ref: string, creds?: Credentials): Promise<void> {
+  await skopeoCopy(['--dest-tls-verify=false', ...credsArgs('dest', creds), source, `docker://${ref}`]);
+}
+
+/**
+ * Pulls one manifest by digest (`127.0.0.1:PORT/library/demo@sha256:…`; an image or an artifact such
+ * as a signature) into a new OCI layout under `outDir`, and returns what arrived, each file verified.
+ */
+export async function pullManifest(ref: string, outDir: string, creds?: Credentials) {
+  const dest = join(outDir, ref.replaceAll(/[/:@]/g, '_'));
+  await mkdir(outDir, { recursive: true });
+  await skopeoCopy([
+    '--src-tls-verify=false',
+    ...credsArgs('src', creds),
+    `docker://${ref}`,
+    `oci:${dest}:pulled`,
+  ]);
+  return { ...(await readOciImage(dest, 'pulled')), layoutDir: dest };
 }
 
 export interface PullOptions {

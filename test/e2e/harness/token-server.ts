@@ -19,6 +19,8 @@ export interface TokenServerOptions {
   /** Refuse anonymous token requests; only these credentials get a token. */
   credentials?: Credentials;
   expiresInSeconds?: number;
+  /** The address it listens on (default 127.0.0.1). */
+  host?: string;
 }
 
 export interface TokenRequest {
@@ -110,10 +112,11 @@ export async function startTokenServer(options: TokenServerOptions = {}): Promis
     );
   }
 
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const host = options.host ?? '127.0.0.1';
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   const { port } = server.address() as AddressInfo;
   return {
-    realm: `http://127.0.0.1:${port}/token`,
+    realm: `http://${host}:${port}/token`,
     service,
     issuer,
     certFile,

@@ -19,20 +19,25 @@ export interface Upstream {
 export async function startUpstream(
   mode: AuthMode,
   creds: Credentials = TEST_CREDENTIALS,
+  /** The address the registry and its token server listen on (default 127.0.0.1). */
+  host?: string,
 ): Promise<Upstream> {
+  const at = host ? { host } : {};
   if (mode === 'none') {
-    const registry = await startRegistry();
+    const registry = await startRegistry(at);
     return { mode, registry, stop: () => registry.stop() };
   }
   if (mode === 'htpasswd') {
-    const registry = await startRegistry({ auth: { htpasswd: creds } });
+    const registry = await startRegistry({ auth: { htpasswd: creds }, ...at });
     return { mode, registry, creds, stop: () => registry.stop() };
   }
-  const tokenServer = await startTokenServer({ credentials: creds });
-  const registry = await startRegistry({ auth: { token: tokenServer } }).catch(async (error: unknown) => {
-    await tokenServer.stop();
-    throw error;
-  });
+  const tokenServer = await startTokenServer({ credentials: creds, ...at });
+  const registry = await startRegistry({ auth: { token: tokenServer }, ...at }).catch(
+    async (error: unknown) => {
+      await tokenServer.stop();
+      throw error;
+    },
+  );
   return {
     mode,
     registry,

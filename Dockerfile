@@ -7,12 +7,13 @@
 # Any Node.js >= 20.19 image with npm and /bin/sh; both stages use it.
 ARG NODE_IMAGE=node:22-slim
 
-# Build stage: every dependency (TypeScript among them), then dist/.
+# Build stage: every dependency (TypeScript and esbuild among them), then dist/cli.js (one bundle).
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
+COPY scripts/build.ts scripts/bundle-options.ts ./scripts/
 COPY src ./src
 RUN npm run build
 

@@ -212,12 +212,13 @@ function startCostSection(cost: StartCost): string {
   return `## Start cost by dependency
 
 Fresh \`node ${cost.flags.join(' ')}\` processes (the flags of dist/cli.js's shebang; bench/start-cost.ts)
-import pullcache's dependencies. "Alone": the resident memory a node running an empty script gains
-by importing only that package; each of these includes ~4 MB of node's own parser, compiler and
-module-loader pages that the first sizeable module of any program faults in. "In load order": one
-node imports them one after another, in the order \`serve\` first loads them, so what modules share
-is counted once and the rows add up to the total (V8 heap pages are committed in steps, so small
-rows can read 0). The running server adds its heap, sockets and buffers on top (the table above).
+run bundles made as dist/cli.js is made (scripts/bundle-options.ts), the median of three each.
+"Alone": the resident memory a node running an empty bundle gains by running a bundle of only that
+package (which includes node's own modules it loads, and parser and compiler pages that any
+sizeable script faults in). "In load order": bundles of the first one, two, … steps in the order
+\`serve\` loads them, so what packages share is counted once and the rows add up to the total (V8
+heap pages are committed in steps, so a row can read a step high and the next one low). The running
+server adds its heap, sockets and buffers on top (the table above).
 
 ${startCostTable(cost)}
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env -S node --max-semi-space-size=1 --liftoff-only --no-sparkplug
 /**
  * @module The command line: `pullcache serve | resolve | warm | ls | rm | prune | export | import`
- * (the cache inventory commands live in inventory-commands.ts, archives in archive/).
+ * (the cache inventory commands live in inventory-commands.ts, archives in archive/; each command's
+ * modules are imported when it runs, so `serve` never loads the others: scripts/build.ts splits them
+ * into chunks of their own).
  * The shebang's node flags keep memory low, as every node of a cluster pays it (bench/RESULTS.md):
  * 1 MiB semi-spaces make the young generation collect often, before the socket buffers it holds
  * pile up (serving reads into recycled buffers, so each collection finds little alive); Liftoff only
@@ -12,19 +14,13 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { exportImages } from './archive/oci-export.js';
-import { ImportError, importArchive } from './archive/oci-import.js';
-import { TarError } from './archive/tar.js';
-import { createConfiguredStore } from './cache/store-from-config.js';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError } from './config-error.js';
+import { loadConfigInWorker } from './config-thread.js';
 import { RegistryError } from './errors.js';
-import { listCommand, pruneCommand, removeCommand } from './inventory-commands.js';
 import { formatReference, parseReference } from './reference.js';
 import { createRuntime } from './runtime.js';
 import { ListenError, startServer } from './server.js';
 import { formatBytes, parseDuration, parseSize } from './units.js';
-import { warmImage } from './warm.js';
-import { jsonLines, progressBar } from './warm-output.js';
 
 const USAGE = `usage:
   pullcache serve [--config FILE] [--listen HOST:PORT] [--storage DIR]
@@ -69,7 +65,7 @@ async function main(argv: string[]): Promise<number> {
     return values.help ? 0 : 2;
   }
   const configFile = values.config ?? process.env.PULLCACHE_CONFIG;
-  const config = loadConfig(configFile || undefined, process.env, {
+  const config = await loadConfigInWorker(configFile || undefined, process.env, {
     listen: values.listen,
     storage: values.storage,
   });
@@ -129,6 +125,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'warm': {
       if (rest.length === 0) throw new UsageError('warm takes one or more REFERENCEs');
+      const { warmImage } = await import('./warm.js');
+      const { jsonLines, progressBar } = await import('./warm-output.js');
       const logger = pino({ level: 'warn' }, pino.destination(2));
       const output = process.stderr.isTTY ? progressBar(process.stderr) : jsonLines();
       const runtime = await createRuntime(config, logger);
@@ -157,11 +155,13 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'ls': {
       if (rest.length > 0) throw new UsageError('ls takes no REFERENCE (filter with --registry)');
+      const { listCommand } = await import('./inventory-commands.js');
       await listCommand(config, { registry: values.registry, json: values.json ?? false }, print);
       return 0;
     }
     case 'rm': {
       if (rest.length === 0) throw new UsageError('rm takes one or more REFERENCEs');
+      const { removeCommand } = await import('./inventory-commands.js');
       await removeCommand(
         config,
         rest,
@@ -175,6 +175,7 @@ async function main(argv: string[]): Promise<number> {
       const to = optional(values.to, parseSize, '--to takes a size (20GiB)');
       if (unusedFor === undefined && to === undefined)
         throw new UsageError('prune needs --unused-for DURATION, --to SIZE or both');
+      const { pruneCommand } = await import('./inventory-commands.js');
       const reached = await pruneCommand(
         config,
         { unusedFor, to, json: values.json ?? false, dryRun: values['dry-run'] ?? false },
@@ -185,6 +186,7 @@ async function main(argv: string[]): Promise<number> {
     case 'export': {
       if (rest.length === 0) throw new UsageError('export takes one or more REFERENCEs');
       if (!values.output) throw new UsageError('export needs -o FILE.tar');
+      const { exportImages } = await import('./archive/oci-export.js');
       const logger = pino({ level: 'warn' }, pino.destination(2));
       const runtime = await createRuntime(config, logger);
       try {
@@ -206,6 +208,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'import': {
       if (rest.length !== 1) throw new UsageError('import takes exactly one FILE.tar');
+      const { importArchive } = await import('./archive/oci-import.js');
+      const { createConfiguredStore } = await import('./cache/store-from-config.js');
       // No maxSize here: a serve process evicts by its own limit; import does not drop content.
       const store = await createConfiguredStore(config, { maxSize: null });
       const result = await importArchive({ store, config }, rest[0]!, { registry: values.registry }).finally(
@@ -259,8 +263,8 @@ main(process.argv.slice(2)).then(
       error instanceof RegistryError ||
       error instanceof UsageError ||
       error instanceof ListenError ||
-      error instanceof ImportError ||
-      error instanceof TarError ||
+      // Archive errors (oci-import.ts, tar.ts), named so their modules load only for import/export.
+      (error instanceof Error && (error.name === 'ImportError' || error.name === 'TarError')) ||
       Boolean((error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'));
     // A reference error is one line (scripts read it); config errors list every bad key.
     const message =

@@ -5,6 +5,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { parseCidr } from './cidr.js';
 import { formatPeerAddress, isDnsServer, isHostName, parsePeerAddress } from './cluster/peer-address.js';
+import { ConfigError, FlagError } from './config-error.js';
 import { isValidDomain, normalizeRegistryHost } from './reference.js';
 import { parseDuration, parseSize } from './units.js';
 import { isForbiddenAddress } from './upstream/address-guard.js';
@@ -12,14 +13,7 @@ import { isForbiddenAddress } from './upstream/address-guard.js';
 /** The config shipped with the package: Docker Hub upstream, cache in ./data. */
 export const DEFAULT_CONFIG_FILE = fileURLToPath(new URL('../config/default.yaml', import.meta.url));
 
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
-
-/** A bad command-line override (`--listen`): named as the flag, not as a key of the config file. */
-export class FlagError extends ConfigError {
-  override name = 'FlagError';
-}
+export { ConfigError, FlagError };
 
 const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   const ms = parseDuration(value);

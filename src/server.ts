@@ -7,7 +7,8 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import type { Logger } from 'pino';
-import { type Config, ConfigError } from './config.js';
+import type { Config } from './config.js';
+import { ConfigError } from './config-error.js';
 import { createApp } from './http/app.js';
 import { createRuntime, type RuntimeHooks } from './runtime.js';
 

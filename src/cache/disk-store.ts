@@ -20,7 +20,7 @@
  */
 import { mkdir, open, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ConfigError } from '../config.js';
+import { ConfigError } from '../config-error.js';
 import type { ByteRange, Manifest } from '../content.js';
 import { DIGEST_ALGORITHMS, type Digest, parseDigest } from '../digest.js';
 import { RegistryError, storageUnavailable } from '../errors.js';

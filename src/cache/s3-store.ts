@@ -16,7 +16,7 @@
 import { mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type ChunkSource, emptySource } from '../chunk-source.js';
-import { ConfigError } from '../config.js';
+import { ConfigError } from '../config-error.js';
 import { type ByteRange, MANIFEST_MAX_BYTES, type Manifest } from '../content.js';
 import { createDigester, type Digest, parseDigest } from '../digest.js';
 import type { BlobWriter } from './blob-writer.js';

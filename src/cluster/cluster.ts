@@ -6,7 +6,8 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { type Config, ConfigError } from '../config.js';
+import type { Config } from '../config.js';
+import { ConfigError } from '../config-error.js';
 import type { Metrics } from '../metrics.js';
 import type { Peers } from '../pull/peers.js';
 import type { Route } from '../routing.js';

@@ -5,7 +5,8 @@
  */
 import { promises as dns } from 'node:dns';
 import type { Logger } from 'pino';
-import { type ClusterConfig, ConfigError } from '../config.js';
+import type { ClusterConfig } from '../config.js';
+import { ConfigError } from '../config-error.js';
 import { formatPeerAddress } from './peer-address.js';
 
 /** The two lookups membership makes; node's `dns.promises.Resolver` has them. */

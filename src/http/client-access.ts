@@ -10,7 +10,7 @@ import { LRUCache } from 'lru-cache';
 import { createAllowList } from '../cidr.js';
 import { PEER_PATH_PREFIX } from '../cluster/peer-auth.js';
 import type { Config } from '../config.js';
-import { ConfigError } from '../config.js';
+import { ConfigError } from '../config-error.js';
 import { denied, unauthorized } from '../errors.js';
 import { formatChallenge } from '../upstream/www-authenticate.js';
 import type { Env } from './env.js';

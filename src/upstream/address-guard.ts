@@ -3,12 +3,10 @@
  * and cloud metadata addresses, judged on the addresses a socket would really use (after DNS).
  */
 import { lookup as dnsLookup } from 'node:dns';
-import { createRequire } from 'node:module';
 import { BlockList, isIP, type LookupFunction } from 'node:net';
-import type { buildConnector as BuildConnector, buildConnector as ConnectorTypes } from 'undici';
-
+import type { buildConnector as ConnectorTypes } from 'undici';
 // undici's connector alone (its index loads fetch, WebSocket, caches: see http-agent.ts).
-const buildConnector = createRequire(import.meta.url)('undici/lib/core/connect.js') as typeof BuildConnector;
+import buildConnector from 'undici/lib/core/connect.js';
 
 /** The `code` of the error a refused connection fails with (transport-error.ts names it). */
 export const ADDRESS_FORBIDDEN = 'PULLCACHE_ADDRESS_FORBIDDEN';

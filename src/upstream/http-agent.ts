@@ -3,16 +3,11 @@
  * fetch, WebSocket, the cache stores, mocks and proxy agents, ~8 MB of resident memory in every
  * pullcache process (bench/RESULTS.md, "Start cost") for code we never call.
  */
-import { createRequire } from 'node:module';
+// undici has no `exports` map, so its files are importable by path (types: undici-lib.d.ts); the
+// bundle (scripts/build.mjs) then holds only these and what they require.
 import type { Dispatcher, Agent as UndiciAgent } from 'undici';
-
-// undici has no `exports` map, so its files are importable by path; the types are the index's.
-const load = createRequire(import.meta.url);
-const AgentClass = load('undici/lib/dispatcher/agent.js') as typeof UndiciAgent;
-const dispatcherRequest = load('undici/lib/api/api-request.js') as (
-  this: Dispatcher,
-  options: Dispatcher.RequestOptions,
-) => Promise<Dispatcher.ResponseData>;
+import dispatcherRequest from 'undici/lib/api/api-request.js';
+import AgentClass from 'undici/lib/dispatcher/agent.js';
 
 export type AgentOptions = UndiciAgent.Options;
 

@@ -1,9 +1,12 @@
 /**
  * @module Whether a registry's configured credentials may go to a token realm: only to the registry's
  * own host, its registrable domain (the public suffix list, via tldts) or hosts the config lists.
+ * tldts (~2 MB resident with its suffix list) is loaded the first time a realm on another host has
+ * to be judged: registries without credentials never ask.
  */
+import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
-import { getDomain } from 'tldts';
+import type * as Tldts from 'tldts';
 
 export type RealmDecision = { allowed: true } | { allowed: false; reason: string };
 
@@ -24,13 +27,19 @@ export function normalizeHost(host: string): string {
     .replace(/\.$/, '');
 }
 
+let tldts: typeof Tldts | undefined;
+
 // Private suffixes count (github.io, herokuapp.com): x.github.io and y.github.io are different owners.
-const registrableDomain = (host: string) => getDomain(host, { allowPrivateDomains: true });
+function registrableDomain(host: string): string | null {
+  // require, not import(): the policy answers synchronously. The bundle leaves tldts outside.
+  tldts ??= createRequire(import.meta.url)('tldts') as typeof Tldts;
+  return tldts.getDomain(host, { allowPrivateDomains: true });
+}
 
 export function createRealmPolicy(options: RealmPolicyOptions): RealmPolicy {
   const registry = new URL(options.registryUrl);
   const registryHost = normalizeHost(registry.hostname);
-  const registryDomain = isIP(registryHost) === 0 ? registrableDomain(registryHost) : null;
+  let registryDomain: string | null | undefined;
   const listed = new Set((options.tokenRealms ?? []).map(normalizeHost));
 
   return (realm) => {
@@ -45,6 +54,7 @@ export function createRealmPolicy(options: RealmPolicyOptions): RealmPolicy {
     if (isIP(host) !== 0 || isIP(registryHost) !== 0) {
       return { allowed: false, reason: 'the realm host is not the registry host' };
     }
+    registryDomain ??= registrableDomain(registryHost);
     const domain = registrableDomain(host);
     if (registryDomain !== null && domain === registryDomain) return { allowed: true };
     return { allowed: false, reason: "the realm host is outside the registry's domain" };

@@ -265,6 +265,30 @@ describe('a cached blob', () => {
       true,
     );
   });
+
+  it('sends every body intact while responses pass their buffers on, a client that left included', async () => {
+    // Past 512 KiB: full-size response buffers, which go back to a pool for the next response.
+    const digests = [addBig(3 * 1024 * 1024 + 123), addBig(2 * 1024 * 1024 + 7), addBig(1024 * 1024 + 1)];
+    for (const digest of digests) await (await fetch(blobUrl(digest))).arrayBuffer();
+    await settled(proxy.url);
+    registry.requests.length = 0;
+
+    // One client goes away after its first bytes: its buffers must not come back still in use.
+    const controller = new AbortController();
+    const leaving = await fetch(blobUrl(digests[0]!), { signal: controller.signal });
+    await leaving.body!.getReader().read();
+    controller.abort();
+    for (let round = 0; round < 3; round++) {
+      for (const digest of digests)
+        expect(hashOf(await (await fetch(blobUrl(digest))).arrayBuffer())).toBe(digest);
+      const together = digests.flatMap((digest) => [digest, digest]);
+      const hashes = await Promise.all(
+        together.map(async (digest) => hashOf(await (await fetch(blobUrl(digest))).arrayBuffer())),
+      );
+      expect(hashes).toEqual(together);
+    }
+    expect(registry.requests).toHaveLength(0); // all of it from the cache
+  });
 });
 
 describe('restarts', () => {

@@ -21,10 +21,6 @@ vi.mock('@aws-sdk/s3-request-presigner', async (original) => {
   loaded.push('@aws-sdk/s3-request-presigner');
   return original();
 });
-vi.mock('@aws-sdk/lib-storage', async (original) => {
-  loaded.push('@aws-sdk/lib-storage');
-  return original();
-});
 
 const credentials = {
   accessKeyId: 'AKIAUNITTESTKEY00001',

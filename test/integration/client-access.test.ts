@@ -2,8 +2,7 @@
  * Safe to expose: client credentials (htpasswd bcrypt entries, static bearer tokens) with the Basic
  * challenge clients expect, client network allow-lists, and HTTPS with certificate reload.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
@@ -11,6 +10,7 @@ import bcrypt from 'bcryptjs';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseWwwAuthenticate } from '../../src/upstream/www-authenticate.js';
+import { selfSignedCertificate } from '../support/certificate.js';
 import { RegistryContent, registryHandlers } from '../support/fake-registry.js';
 import { firstError } from '../support/http-client.js';
 import { type LoopbackServer, startLoopback } from '../support/msw-loopback.js';
@@ -137,29 +137,12 @@ describe('client networks', () => {
 });
 
 describe('HTTPS', () => {
+  // Both certificates are written to the same two files: a reload reads the new one.
   const certificate = (name: string) => {
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        `/CN=${name}`,
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-        '-keyout',
-        join(dir, 'tls.key'),
-        '-out',
-        join(dir, 'tls.crt'),
-      ],
-      { stdio: 'ignore' },
-    );
-    return readFileSync(join(dir, 'tls.crt'));
+    const { cert, key, pem } = selfSignedCertificate(dir, name);
+    renameSync(cert, join(dir, 'tls.crt'));
+    renameSync(key, join(dir, 'tls.key'));
+    return pem;
   };
   const subjectOf = (port: number) =>
     new Promise<string>((resolve, reject) => {

@@ -13,12 +13,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HttpResponse, http } from 'msw';
+import { Agent, fetch as undiciFetch } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { DiskStore } from '../../src/cache/disk-store.js';
 import { createPeerSigner } from '../../src/cluster/peer-auth.js';
 import { peerBlobTarget, peerManifestTarget } from '../../src/cluster/peer-paths.js';
 import { ownerOf } from '../../src/cluster/rendezvous.js';
 import { rangedBlobAnswer } from '../support/blob-upstream.js';
+import { type Certificate, selfSignedCertificate } from '../support/certificate.js';
 import { OCI_MANIFEST, RegistryContent, registryHandlers, sha256 } from '../support/fake-registry.js';
 import { type LoopbackServer, startLoopback } from '../support/msw-loopback.js';
 import { settled, startProxy, type TestProxy } from '../support/proxy.js';
@@ -89,9 +91,14 @@ async function freePortEverywhere(): Promise<number> {
   return port;
 }
 
-/** The value of one Prometheus series (0 when absent). */
-async function metric(proxy: TestProxy, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const text = await (await fetch(`${proxy.url}/metrics`)).text();
+/** The value of one Prometheus series (0 when absent); `get` is the fetch (HTTPS: one trusting it). */
+async function metric(
+  proxy: TestProxy,
+  name: string,
+  labels: Record<string, string> = {},
+  get: (url: string) => Promise<Response> = fetch,
+): Promise<number> {
+  const text = await (await get(`${proxy.url}/metrics`)).text();
   let total = 0;
   for (const line of text.split('\n')) {
     if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
@@ -167,8 +174,8 @@ function sharedStore(store: DiskStore): DiskStore {
 }
 
 /** Reads a whole blob through a replica; resolves its bytes' digest. */
-async function pull(proxy: TestProxy, digest: string): Promise<string> {
-  const response = await fetch(`${proxy.url}/v2/library/big/blobs/${digest}`);
+async function pull(proxy: TestProxy, digest: string, get: (url: string) => Promise<Response> = fetch) {
+  const response = await get(`${proxy.url}/v2/library/big/blobs/${digest}`);
   expect(response.status).toBe(200);
   return hashOf(await response.arrayBuffer());
 }
@@ -523,6 +530,103 @@ describe('a replica whose owner fails', () => {
     expect(registry.requests.filter((r) => r.path === `/v2/library/demo/manifests/${tag}`)).toHaveLength(1);
     expect(
       await metric(replica, 'pullcache_peer_fallbacks_total', { kind: 'manifest', reason: 'answer' }),
+    ).toBe(1);
+  });
+});
+
+describe('replicas serving HTTPS', () => {
+  // One certificate for every member (one Secret mounted in every pod), naming the Service, not the
+  // members' addresses (which change with every pod); and one that no member trusts.
+  const SERVICE = 'DNS:pullcache-peers.pullcache.svc';
+  let dir: string;
+  let shared: Certificate;
+  let stranger: Certificate;
+  let agent: Agent;
+  /** The test's own fetch: it trusts the members' certificate (and only that), as a member does. */
+  const get = async (url: string, init: { headers?: Record<string, string> } = {}) =>
+    (await undiciFetch(url, { ...init, dispatcher: agent })) as unknown as Response;
+  const started: TestProxy[] = [];
+  const fakes: Awaited<ReturnType<typeof startFakeMember>>[] = [];
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'pullcache-peer-tls-'));
+    shared = selfSignedCertificate(dir, 'pullcache-members', [SERVICE]);
+    stranger = selfSignedCertificate(dir, 'someone-else', [SERVICE]);
+    agent = new Agent({ connect: { ca: shared.pem, checkServerIdentity: () => undefined } });
+  });
+  afterAll(async () => {
+    for (const replica of started) await replica.close();
+    for (const fake of fakes) await fake.close();
+    await agent.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function replica(host: string, members: string[], certificate: Certificate) {
+    const proxy = await startProxy(
+      replicaConfig(host, members, { tls: { cert: certificate.cert, key: certificate.key } }),
+      { now },
+    );
+    started.push(proxy);
+    return proxy;
+  }
+
+  it('fetch a cold blob from its owner over HTTPS: one upstream download, a verified copy on each', async () => {
+    const members = [`127.0.0.2:${port}`, `127.0.0.3:${port}`];
+    const owner = await replica('127.0.0.2', members, shared);
+    const asking = await replica('127.0.0.3', members, shared);
+    expect(asking.url).toBe(`https://127.0.0.3:${port}`);
+    const digest = addBlob(1024 * 1024, { is: members[0]!, among: members });
+    expect(await pull(asking, digest, get)).toBe(digest);
+    expect(upstreamGets(digest)).toBe(1);
+    expect(
+      await metric(asking, 'pullcache_peer_bytes_total', { peer: members[0]!, direction: 'fetched' }, get),
+    ).toBe(1024 * 1024);
+    expect(await metric(asking, 'pullcache_upstream_fetched_bytes_total', {}, get)).toBe(0);
+    expect(await metric(asking, 'pullcache_peer_fallbacks_total', {}, get)).toBe(0);
+    for (const proxy of [owner, asking]) {
+      await settled(proxy.url, 10_000, {}, get);
+      expect(existsSync(blobFile(proxy.storage, digest))).toBe(true);
+    }
+  });
+
+  it('fetch from the upstream when the owner shows a certificate the members do not share', async () => {
+    const members = [`127.0.0.5:${port}`, `127.0.0.6:${port}`];
+    const impostor = await replica('127.0.0.5', members, stranger);
+    const asking = await replica('127.0.0.6', members, shared);
+    const digest = addBlob(200_000, { is: members[0]!, among: members });
+    expect(await pull(asking, digest, get)).toBe(digest);
+    expect(upstreamGets(digest)).toBe(1);
+    expect(
+      await metric(asking, 'pullcache_peer_fallbacks_total', { kind: 'blob', reason: 'unreachable' }, get),
+    ).toBe(1);
+    // The handshake failed: the other replica was asked for nothing and stored nothing.
+    expect(filesOf(impostor.storage, digest)).toEqual([]);
+    const impostorAgent = new Agent({ connect: { ca: stranger.pem, checkServerIdentity: () => undefined } });
+    try {
+      const text = await (await undiciFetch(`${impostor.url}/metrics`, { dispatcher: impostorAgent })).text();
+      expect(text).not.toMatch(/pullcache_peer_requests_total\{[^}]*direction="served"/);
+    } finally {
+      await impostorAgent.close();
+    }
+  });
+
+  it('fetch from the upstream when the owner speaks plain HTTP', async () => {
+    const members = [`127.0.0.7:${port}`, `127.0.0.8:${port}`];
+    let asked = 0;
+    // A plain HTTP member on the owner's address: pullcache without tls, or anything else.
+    fakes.push(
+      await startFakeMember('127.0.0.7', (_req, res) => {
+        asked++;
+        res.writeHead(500).end();
+      }),
+    );
+    const asking = await replica('127.0.0.8', members, shared);
+    const digest = addBlob(200_000, { is: members[0]!, among: members });
+    expect(await pull(asking, digest, get)).toBe(digest);
+    expect(upstreamGets(digest)).toBe(1);
+    expect(asked).toBe(0); // a TLS hello is not an HTTP request
+    expect(
+      await metric(asking, 'pullcache_peer_fallbacks_total', { kind: 'blob', reason: 'unreachable' }, get),
     ).toBe(1);
   });
 });

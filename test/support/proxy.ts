@@ -60,16 +60,18 @@ export async function startProxy(
 
 /**
  * Waits until the proxy has no download in flight: every verified blob is committed to disk.
- * `headers` carry credentials for a proxy with client auth.
+ * `headers` carry credentials for a proxy with client auth; `get` is the fetch (one trusting its
+ * certificate, for HTTPS).
  */
 export async function settled(
   url: string,
   timeoutMs = 10_000,
   headers: Record<string, string> = {},
+  get: (url: string, init: { headers: Record<string, string> }) => Promise<Response> = fetch,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const response = await fetch(`${url}/_pullcache/stats`, { headers });
+    const response = await get(`${url}/_pullcache/stats`, { headers });
     if (response.status !== 200) throw new Error(`${url}/_pullcache/stats answered ${response.status}`);
     const stats = (await response.json()) as { downloadsInFlight: number };
     if (stats.downloadsInFlight === 0) return;

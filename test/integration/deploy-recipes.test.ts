@@ -416,8 +416,49 @@ describe.each([
       const text = await readProjectFile(file);
       expect(text).toMatch(/^\s*#\s+eks\.amazonaws\.com\/role-arn: /m);
       expect(text).toContain('create secret generic pullcache-s3');
-      const configMap = JSON.stringify(objects.filter((o) => o.kind === 'ConfigMap'));
+      // The peer secret is a placeholder filled from its own Secret (checked below).
+      const configMap = JSON.stringify(objects.filter((o) => o.kind === 'ConfigMap')).replace(
+        'secret: \\"${PULLCACHE_PEER_SECRET}\\"',
+        '',
+      );
       expect(configMap).not.toMatch(/AWS_|accessKey|secret/i);
+    });
+  }
+
+  if (file !== 'deploy/kubernetes/central.yaml') {
+    it("is one cluster: a headless Service selecting the pods names the members, self is the pod's address", () => {
+      const cluster = config.cluster!;
+      const namespace = workload.metadata.namespace;
+      const service = objects.find((o) => o.kind === 'Service' && o.spec.clusterIP === 'None');
+      expect(cluster.peers.dns).toBe(`${service.metadata.name}.${namespace}.svc.cluster.local`);
+      expect(service.spec.clusterIP).toBe('None');
+      expect(service.spec.selector).toEqual(workload.spec.selector.matchLabels);
+      expect(workload.spec.template.metadata.labels).toMatchObject(service.spec.selector);
+      // The members reach each other's listener: the peer endpoint is on the /v2 port.
+      expect(cluster.port).toBe(portOf(config));
+      expect(resolvePort(service.spec.ports[0].targetPort, container)).toBe(cluster.port);
+      // self: the pod's address (the node's on the host network) from the downward API, at the cluster port.
+      expect(cluster.self).toBe(`${PLACEHOLDER_ENV.POD_IP}:${cluster.port}`);
+      const podIp = (container.env as K8sObject[]).find((e) => e.name === 'POD_IP');
+      expect(podIp.valueFrom).toEqual({ fieldRef: { fieldPath: 'status.podIP' } });
+      // Looked up through the cluster's DNS, also from pods on the host network.
+      expect(pod.dnsPolicy).toBe(pod.hostNetwork ? 'ClusterFirstWithHostNet' : undefined);
+    });
+
+    it('takes the peer secret from the Secret its header tells how to create', async () => {
+      const text = await readProjectFile(file);
+      const configMap = objects.find((o) => o.kind === 'ConfigMap');
+      expect(configMap.data['config.yaml']).toContain('secret: "${PULLCACHE_PEER_SECRET}"');
+      const env = (container.env as K8sObject[]).find((e) => e.name === 'PULLCACHE_PEER_SECRET');
+      const { name, key } = env.valueFrom.secretKeyRef;
+      const namespace = workload.metadata.namespace;
+      const lines = text.split('\n');
+      const at = lines.findIndex((l) =>
+        l.includes(`kubectl -n ${namespace} create secret generic ${name} \\`),
+      );
+      expect(at).toBeGreaterThan(0);
+      expect(lines[at + 1]).toContain(`--from-literal=${key}="$(openssl rand -hex 32)"`);
+      expect(objects.some((o) => o.kind === 'Secret')).toBe(false); // no secret value in the manifest
     });
   }
 
@@ -457,41 +498,6 @@ describe.each([
         capabilities: { drop: ['ALL'], add: ['CHOWN'] },
       });
       expect(script).toContain(`chown ${imageUser} ${config.storage.path}`);
-    });
-
-    it("is one cluster: a headless Service selecting the pods names the members, self is the node's address", () => {
-      const cluster = config.cluster!;
-      const namespace = workload.metadata.namespace;
-      const service = objects.find((o) => o.kind === 'Service');
-      expect(cluster.peers.dns).toBe(`${service.metadata.name}.${namespace}.svc.cluster.local`);
-      expect(service.spec.clusterIP).toBe('None');
-      expect(service.spec.selector).toEqual(workload.spec.selector.matchLabels);
-      expect(workload.spec.template.metadata.labels).toMatchObject(service.spec.selector);
-      // The members reach each other's listener: the peer endpoint is on the /v2 port.
-      expect(cluster.port).toBe(portOf(config));
-      expect(resolvePort(service.spec.ports[0].targetPort, container)).toBe(cluster.port);
-      // self: the node's address (host network) from the downward API, at the cluster port.
-      expect(cluster.self).toBe(`${PLACEHOLDER_ENV.POD_IP}:${cluster.port}`);
-      const podIp = (container.env as K8sObject[]).find((e) => e.name === 'POD_IP');
-      expect(podIp.valueFrom).toEqual({ fieldRef: { fieldPath: 'status.podIP' } });
-      // Looked up through the cluster's DNS although the pods are on the host network.
-      expect(pod.dnsPolicy).toBe('ClusterFirstWithHostNet');
-    });
-
-    it('takes the peer secret from the Secret its header tells how to create', async () => {
-      const text = await readProjectFile(file);
-      const configMap = objects.find((o) => o.kind === 'ConfigMap');
-      expect(configMap.data['config.yaml']).toContain('secret: "${PULLCACHE_PEER_SECRET}"');
-      const env = (container.env as K8sObject[]).find((e) => e.name === 'PULLCACHE_PEER_SECRET');
-      const { name, key } = env.valueFrom.secretKeyRef;
-      const namespace = workload.metadata.namespace;
-      const lines = text.split('\n');
-      const at = lines.findIndex((l) =>
-        l.includes(`kubectl -n ${namespace} create secret generic ${name} \\`),
-      );
-      expect(at).toBeGreaterThan(0);
-      expect(lines[at + 1]).toContain(`--from-literal=${key}="$(openssl rand -hex 32)"`);
-      expect(objects.some((o) => o.kind === 'Secret')).toBe(false); // no secret value in the manifest
     });
 
     it('admits the peer port from the node network only (NetworkPolicy)', () => {

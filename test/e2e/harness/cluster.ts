@@ -25,6 +25,10 @@ export interface ClusterOptions {
   name?: string;
   /** More YAML for every replica (a cache section, limits). */
   extraYaml?: string;
+  /** More `storage:` keys for every replica (`s3`: one bucket they share). */
+  storage?: Record<string, unknown>;
+  /** More environment for every replica (the bucket's credentials). */
+  env?: Record<string, string>;
 }
 
 export interface ClusterHarness {
@@ -34,8 +38,11 @@ export interface ClusterHarness {
   replicas: Map<string, Replica>;
   /** The member address of a loopback address. */
   memberOf(address: string): string;
-  /** Starts a replica at `address` (its DNS record is `publish`'s business). */
-  start(address: string): Promise<Replica>;
+  /**
+   * Starts a replica at `address` (its DNS record is `publish`'s business), on `storageDir` when
+   * given (a stopped replica's, to start it again on what it left).
+   */
+  start(address: string, options?: { storageDir?: string }): Promise<Replica>;
   /** The name resolves to exactly these addresses (once dnsmasq has re-read its file). */
   publish(addresses: string[]): Promise<void>;
   /** Stops one replica (SIGTERM, or SIGKILL with `kill`), keeping its storage for inspection. */
@@ -66,12 +73,14 @@ export async function startCluster(options: ClusterOptions): Promise<ClusterHarn
     port,
     replicas,
     memberOf,
-    async start(address) {
+    async start(address, { storageDir } = {}) {
       const proxy = await startPullcache({
         registries: options.registries,
         listen: `${address}:${port}`,
         extraYaml: yaml,
-        env: { PULLCACHE_PEER_SECRET: CLUSTER_SECRET },
+        env: { ...options.env, PULLCACHE_PEER_SECRET: CLUSTER_SECRET },
+        ...(options.storage ? { storage: options.storage } : {}),
+        ...(storageDir ? { storageDir } : {}),
       });
       const replica = { ...proxy, member: memberOf(address) };
       replicas.set(replica.member, replica);

@@ -2,8 +2,10 @@
  * @module A look at an RGW bucket behind pullcache's back: the SDK with the harness user's keys,
  * to create buckets and list what they hold (objects and multipart uploads in progress).
  */
+import { createHash } from 'node:crypto';
 import {
   CreateBucketCommand,
+  GetObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
   S3Client,
@@ -17,6 +19,8 @@ export interface S3Admin {
   objectKeys(bucket: string, prefix?: string): Promise<string[]>;
   /** Every object under `prefix` with its size, sorted by key. */
   objects(bucket: string, prefix?: string): Promise<{ key: string; size: number }[]>;
+  /** `sha256:<hex>` of an object's bytes, read back from the bucket. */
+  objectDigest(bucket: string, key: string): Promise<string>;
   /** Keys of multipart uploads in progress under `prefix`, sorted. */
   uploadKeys(bucket: string, prefix?: string): Promise<string[]>;
   close(): void;
@@ -51,6 +55,12 @@ export function createS3Admin(rgw: Rgw): S3Admin {
         token = page.IsTruncated ? page.NextContinuationToken : undefined;
       } while (token);
       return found.sort((a, b) => a.key.localeCompare(b.key));
+    },
+    async objectDigest(bucket, key) {
+      const object = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      const hash = createHash('sha256');
+      for await (const chunk of object.Body as AsyncIterable<Uint8Array>) hash.update(chunk);
+      return `sha256:${hash.digest('hex')}`;
     },
     async uploadKeys(bucket, prefix = '') {
       const page = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix }));

@@ -1,7 +1,7 @@
 /**
  * @module `npm run build`: src/cli.ts and everything it imports statically as one file, dist/cli.js, the
  * `pullcache` bin (scripts/bundle-options.ts says why one file), whose shebang with the node flags
- * stays its first line; and dist/config-worker.js, the config loader it runs in a worker.
+ * stays its first line; and dist/config-loader.js, the config loader it runs in a child process.
  */
 import { chmod } from 'node:fs/promises';
 import { build } from 'esbuild';
@@ -11,8 +11,8 @@ const OUTFILE = 'dist/cli.js';
 
 await build({
   ...BUNDLE_OPTIONS,
-  // The config worker is a bundle of its own: zod and yaml stay out of the server's (config-thread.ts).
-  entryPoints: ['src/cli.ts', 'src/config-worker.ts'],
+  // The config loader is a bundle of its own: zod and yaml stay out of the server's (config-process.ts).
+  entryPoints: ['src/cli.ts', 'src/config-loader.ts'],
   outdir: 'dist',
   // What only some commands import (warm, ls/rm/prune, export/import) goes into chunks loaded when
   // they run: serve neither parses nor keeps their source.

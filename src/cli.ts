@@ -15,7 +15,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { ConfigError } from './config-error.js';
-import { loadConfigInWorker } from './config-thread.js';
+import { loadConfigInChild } from './config-process.js';
 import { RegistryError } from './errors.js';
 import { formatReference, parseReference } from './reference.js';
 import { createRuntime } from './runtime.js';
@@ -65,7 +65,7 @@ async function main(argv: string[]): Promise<number> {
     return values.help ? 0 : 2;
   }
   const configFile = values.config ?? process.env.PULLCACHE_CONFIG;
-  const config = await loadConfigInWorker(configFile || undefined, process.env, {
+  const config = await loadConfigInChild(configFile || undefined, process.env, {
     listen: values.listen,
     storage: values.storage,
   });

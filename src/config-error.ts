@@ -1,6 +1,6 @@
 /**
  * @module The errors of a bad configuration, apart from the schema (config.ts): modules that only
- * throw or recognize them need not load zod (the CLI validates in a worker, config-thread.ts).
+ * throw or recognize them need not load zod (the CLI validates in a child process, config-process.ts).
  */
 
 export class ConfigError extends Error {

@@ -3,11 +3,14 @@
  * `pullcache` bin (scripts/bundle-options.ts says why one file), whose shebang with the node flags
  * stays its first line; and dist/config-loader.js, the config loader it runs in a child process.
  */
-import { chmod } from 'node:fs/promises';
+import { chmod, rm } from 'node:fs/promises';
 import { build } from 'esbuild';
 import { BUNDLE_OPTIONS } from './bundle-options.js';
 
 const OUTFILE = 'dist/cli.js';
+
+// Chunk names carry a hash: without a clean folder, every build would leave the last one's beside it.
+await rm('dist', { recursive: true, force: true });
 
 await build({
   ...BUNDLE_OPTIONS,

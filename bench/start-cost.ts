@@ -48,7 +48,7 @@ const STEPS: Step[] = [
 /** Measured alone for comparison: what the main thread does not load at start. */
 const NOT_LOADED: Step[] = [
   {
-    label: 'only in the config worker, gone once it exits: src/config.ts with zod and yaml',
+    label: 'only in the config loader process, gone once it exits: src/config.ts with zod and yaml',
     specifier: './src/config.ts',
   },
   { label: "not loaded: undici's whole index", specifier: 'undici' },

@@ -13,15 +13,22 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPeerSigner } from '../../src/cluster/peer-auth.js';
 import { peerBlobTarget } from '../../src/cluster/peer-paths.js';
 import { ownerOf } from '../../src/cluster/rendezvous.js';
+import { largeLayer, startBurstUpstream } from './harness/burst-upstream.js';
 import { createCleanup } from './harness/cleanup.js';
 import { type ClusterHarness, type Replica, startCluster } from './harness/cluster.js';
 import { type Dnsmasq, startDnsmasq } from './harness/dnsmasq.js';
 import { type GeneratedImage, generateImage } from './harness/images.js';
 import { waitUntil } from './harness/process.js';
-import { metric, printOutputOnFailure, pullBlob as pullFrom, settled } from './harness/replica-probes.js';
+import {
+  killMidDownload,
+  metric,
+  printOutputOnFailure,
+  pullBlob as pullFrom,
+  settled,
+} from './harness/replica-probes.js';
 import { pushImage } from './harness/skopeo.js';
 import { makeTempDir, removeDir } from './harness/temp-dir.js';
-import { startThrottleProxy, type ThrottleProxy } from './harness/throttle-proxy.js';
+import type { ThrottleProxy } from './harness/throttle-proxy.js';
 import { startUpstream, type Upstream } from './harness/upstream.js';
 
 const MiB = 1024 * 1024;
@@ -59,35 +66,17 @@ describe('a cluster of three replicas in front of a token-auth registry', () => 
   let burst: GeneratedImage;
   let killed: GeneratedImage;
   let members: string[];
-  const largeLayer = (image: GeneratedImage) => image.platforms[0]!.layers.at(-1)!;
-  /** Upstream downloads of a blob: answered GETs (200 whole, 206 resumed; 401 challenges aside). */
-  const upstreamDownloads = (digest: string) =>
-    upstream.registry.countRequests('GET', new RegExp(`/blobs/${digest}$`), 200) +
-    upstream.registry.countRequests('GET', new RegExp(`/blobs/${digest}$`), 206);
+  let upstreamDownloads: (digest: string) => number;
 
   beforeAll(async () => {
     const work = cleanup.add(await makeTempDir('cluster'), removeDir);
-    upstream = cleanup.add(await startUpstream('token'), (u) => u.stop());
-    const one = [{ os: 'linux', architecture: 'amd64' }];
-    burst = await generateImage({
-      dir: join(work, 'a'),
-      seed: 'cluster-a',
-      platforms: one,
-      largeLayerMiB: 64,
-    });
-    killed = await generateImage({
-      dir: join(work, 'b'),
-      seed: 'cluster-b',
-      platforms: one,
-      largeLayerMiB: 64,
-    });
-    await pushImage(burst, `${upstream.registry.host}/${REPOSITORY}:a`, upstream.creds);
-    await pushImage(killed, `${upstream.registry.host}/${REPOSITORY}:b`, upstream.creds);
-    // 64 MiB in about two seconds: the clients of all three replicas ask while it runs.
-    throttle = cleanup.add(
-      await startThrottleProxy({ host: '127.0.0.1', port: upstream.registry.port }, 32 * MiB),
-      (t) => t.stop(),
-    );
+    ({
+      upstream,
+      throttle,
+      burst,
+      killed,
+      downloads: upstreamDownloads,
+    } = await startBurstUpstream(cleanup, work, REPOSITORY, 'cluster'));
     dns = cleanup.add(await startDnsmasq(), (d) => d.stop());
     cluster = cleanup.add(
       await startCluster({ registries: { 'docker.io': { url: throttle.url, ...upstream.creds } }, dns }),
@@ -136,21 +125,14 @@ describe('a cluster of three replicas in front of a token-auth registry', () => 
     throttle.rate = 16 * MiB; // four seconds: time to kill the owner in the middle
     const owner = cluster.replicas.get(ownerOf(layer.digest, members))!;
     const others = [...cluster.replicas.values()].filter((r) => r !== owner);
-    // Counted from here: the owner of this blob may have downloaded others before.
-    const fetchedBefore = await metric(owner, 'pullcache_upstream_fetched_bytes_total');
-    const survivors = others.map((replica) =>
-      Promise.all(Array.from({ length: 10 }, () => pullBlob(replica, layer.digest))),
-    );
-    const ownClients = Array.from({ length: 3 }, () => pullBlob(owner, layer.digest).catch((e: Error) => e));
     // Killed once its download is well under way (a quarter of the blob arrived).
-    await waitUntil(
-      'the owner to be a quarter through',
-      async () =>
-        (await metric(owner, 'pullcache_upstream_fetched_bytes_total')) - fetchedBefore > layer.size / 4,
-      { intervalMs: 50 },
-    );
+    const { survivors, ownClients } = await killMidDownload(cluster, owner, layer.size, () => ({
+      survivors: others.map((replica) =>
+        Promise.all(Array.from({ length: 10 }, () => pullBlob(replica, layer.digest))),
+      ),
+      ownClients: Array.from({ length: 3 }, () => pullBlob(owner, layer.digest).catch((e: Error) => e)),
+    }));
     const ownerStorage = owner.storageDir;
-    await cluster.stopReplica(owner.member, { kill: true });
     for (const pulls of await Promise.all(survivors))
       for (const p of pulls) expect(p.digest).toBe(layer.digest);
     for (const outcome of await Promise.all(ownClients)) expect(outcome).toBeInstanceOf(Error);

@@ -22,6 +22,7 @@ import { ownerOf } from '../../src/cluster/rendezvous.js';
 import { rangedBlobAnswer } from '../support/blob-upstream.js';
 import { type Certificate, selfSignedCertificate } from '../support/certificate.js';
 import { OCI_MANIFEST, RegistryContent, registryHandlers, sha256 } from '../support/fake-registry.js';
+import { metricSum } from '../support/metrics-text.js';
 import { type LoopbackServer, startLoopback } from '../support/msw-loopback.js';
 import { settled, startProxy, type TestProxy } from '../support/proxy.js';
 
@@ -98,14 +99,7 @@ async function metric(
   labels: Record<string, string> = {},
   get: (url: string) => Promise<Response> = fetch,
 ): Promise<number> {
-  const text = await (await get(`${proxy.url}/metrics`)).text();
-  let total = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
-    total += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return total;
+  return metricSum(await (await get(`${proxy.url}/metrics`)).text(), name, labels);
 }
 
 let registry: LoopbackServer;

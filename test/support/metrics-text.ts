@@ -16,3 +16,14 @@ export function metric(text: string, name: string, labels: Record<string, string
 export async function metricsOf(proxyUrl: string): Promise<string> {
   return (await fetch(`${proxyUrl}/metrics`)).text();
 }
+
+/** The sum of every sample of `name` whose labels include `labels` (over the others); 0 if none. */
+export function metricSum(text: string, name: string, labels: Record<string, string> = {}): number {
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
+    total += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return total;
+}

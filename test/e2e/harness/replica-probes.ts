@@ -1,10 +1,11 @@
 /**
  * @module What a test asks of a running replica: a blob pulled and hashed as it streams (with the
- * time of its first byte), one Prometheus series, downloads settled; and the replicas' output
- * printed when a test fails.
+ * time of its first byte), one Prometheus series, downloads settled, its kill mid-download; and the
+ * replicas' output printed when a test fails.
  */
 import { createHash } from 'node:crypto';
 import { beforeEach } from 'vitest';
+import { metricSum } from '../../support/metrics-text.js';
 import type { ClusterHarness, Replica } from './cluster.js';
 import { waitUntil } from './process.js';
 
@@ -32,14 +33,28 @@ export async function metric(
   name: string,
   labels: Record<string, string> = {},
 ): Promise<number> {
-  const text = await (await fetch(`${replica.url}/metrics`)).text();
-  let total = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
-    total += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return total;
+  return metricSum(await (await fetch(`${replica.url}/metrics`)).text(), name, labels);
+}
+
+/**
+ * Starts the clients' pulls (`start`), then SIGKILLs `owner` once it has fetched a quarter of
+ * `size` more from the upstream than before them (it may have downloaded other blobs earlier);
+ * returns what `start` returned.
+ */
+export async function killMidDownload<T>(
+  cluster: ClusterHarness,
+  owner: Replica,
+  size: number,
+  start: () => T,
+): Promise<T> {
+  const fetched = () => metric(owner, 'pullcache_upstream_fetched_bytes_total');
+  const before = await fetched();
+  const started = start();
+  await waitUntil('the owner to be a quarter through', async () => (await fetched()) - before > size / 4, {
+    intervalMs: 50,
+  });
+  await cluster.stopReplica(owner.member, { kill: true });
+  return started;
 }
 
 /** Waits until a replica has no download in flight (every verified blob committed). */

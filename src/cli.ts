@@ -10,6 +10,7 @@
  * keeps V8 from optimizing undici's WebAssembly HTTP parser, a ~30 MB burst of compiler memory at the
  * first upstream download; no Sparkplug saves the baseline code compiled while loading.
  */
+import './http/web-globals.js'; // first: @hono/node-server reads the globals it installs at import
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';

@@ -5,7 +5,13 @@
  * came from each peer. Labels carry registry names, endpoint kinds and member addresses (as many as
  * the cluster has) only: never repositories (unbounded) or secrets.
  */
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+// prom-client's files by path: its index also loads its Pushgateway (node:https, tls, zlib) and its
+// cluster aggregator (node:cluster), which pullcache does not use (src/prom-client-lib.d.ts).
+import Counter from 'prom-client/lib/counter.js';
+import collectDefaultMetrics from 'prom-client/lib/defaultMetrics.js';
+import Gauge from 'prom-client/lib/gauge.js';
+import Histogram from 'prom-client/lib/histogram.js';
+import Registry from 'prom-client/lib/registry.js';
 import type { CacheStats } from './cache/content-store.js';
 import type { UpstreamStatus } from './upstream/upstreams.js';
 

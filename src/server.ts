@@ -2,8 +2,9 @@
  * @module Wires config → store → upstreams → pull layer → HTTP app with metrics, serves it over HTTP
  * or HTTPS on the configured address, and shuts it down gracefully.
  */
+import './http/web-globals.js'; // first: @hono/node-server reads the globals it installs at import
 import { readFileSync } from 'node:fs';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import type { Logger } from 'pino';
@@ -94,12 +95,13 @@ export async function startServer(
     // would let a silent connection live up to 30s past its timeout).
     connectionsCheckingInterval: Math.min(1000, Math.max(10, limits.headersTimeout / 4)),
   };
+  // node:https (and tls with it) loads only when the config serves HTTPS.
+  const options = tls
+    ? { createServer: (await import('node:https')).createServer, serverOptions: { ...tls, ...serverOptions } }
+    : { serverOptions };
   let server: ReturnType<typeof serve>;
   try {
     server = await new Promise<ReturnType<typeof serve>>((done, fail) => {
-      const options = tls
-        ? { createServer: createHttpsServer, serverOptions: { ...tls, ...serverOptions } }
-        : { serverOptions };
       const s = serve({ fetch: app.fetch, hostname: host, port, ...options }, () => done(s));
       s.once('error', fail);
       s.maxConnections = limits.maxConnections; // beyond it Node closes new connections at once

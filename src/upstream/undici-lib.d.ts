@@ -1,5 +1,6 @@
 /**
- * @module Types for the undici files pullcache imports by path (http-agent.ts, address-guard.ts):
+ * @module Types for the undici files pullcache imports by path (http-agent.ts, address-guard.ts,
+ * http/web-globals.ts):
  * undici has no `exports` map, so they are importable, but its types describe only the index.
  */
 declare module 'undici/lib/dispatcher/agent.js' {
@@ -22,4 +23,20 @@ declare module 'undici/lib/core/connect.js' {
 
   const build: typeof buildConnector;
   export = build;
+}
+
+declare module 'undici/lib/web/fetch/headers.js' {
+  export { Headers } from 'undici';
+}
+
+declare module 'undici/lib/web/fetch/request.js' {
+  export { Request } from 'undici';
+}
+
+declare module 'undici/lib/web/fetch/response.js' {
+  export { Response } from 'undici';
+}
+
+declare module 'undici/lib/web/fetch/formdata.js' {
+  export { FormData } from 'undici';
 }

@@ -13,7 +13,7 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
-COPY scripts/build.ts scripts/bundle-options.ts ./scripts/
+COPY scripts/build.ts scripts/bundle-options.ts scripts/http2-stub.ts ./scripts/
 COPY src ./src
 RUN npm run build
 

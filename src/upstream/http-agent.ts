@@ -20,14 +20,38 @@ export type RequestOptions = Omit<Dispatcher.RequestOptions, 'origin' | 'path'> 
   dispatcher: Dispatcher;
 };
 
-/** undici's `request(url, options)`, on the given dispatcher (never the global one). */
-export function request(
+/**
+ * undici's `request(url, options)`, on the given dispatcher (never the global one). A GET or HEAD
+ * whose connection closes under it before any answer goes once more (`closedBeforeAnswer`).
+ */
+export async function request(
   url: URL,
   { dispatcher, ...options }: RequestOptions,
 ): Promise<Dispatcher.ResponseData> {
-  return dispatcherRequest.call(dispatcher, {
-    ...options,
-    origin: url.origin,
-    path: `${url.pathname}${url.search}`,
-  });
+  const send = () =>
+    dispatcherRequest.call(dispatcher, {
+      ...options,
+      origin: url.origin,
+      path: `${url.pathname}${url.search}`,
+    });
+  try {
+    return await send();
+  } catch (error) {
+    const idempotent = options.method === 'GET' || options.method === 'HEAD';
+    const aborted = (options.signal as AbortSignal | null | undefined)?.aborted === true;
+    if (!idempotent || aborted || !closedBeforeAnswer(error)) throw error;
+    return send();
+  }
+}
+
+/**
+ * The connection closed under a request before any answer came: most often a kept-alive connection
+ * the other side (or a proxy on the way) had just closed as the request went out, so the request
+ * never reached a handler. Go's http.Transport sends an idempotent request again then, and so does
+ * `request`, once. undici does not say whether the connection was a reused one (its byte counts are
+ * the request's), so a server that hangs up on every request costs two attempts.
+ */
+export function closedBeforeAnswer(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'EPIPE';
 }

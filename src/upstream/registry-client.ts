@@ -15,7 +15,7 @@ import { createAgent, request } from './http-agent.js';
 import type { BudgetNotice, RateLimitBudget } from './rate-limit-budget.js';
 import { createRealmPolicy } from './realm-policy.js';
 import { type BearerChallenge, type Credentials, createTokenAuth, type TokenAuth } from './token-auth.js';
-import { answerOf, closedBeforeAnswer, transportError } from './transport-error.js';
+import { answerOf, transportError } from './transport-error.js';
 import type { HealthNotice, HealthPass, UpstreamHealth } from './upstream-health.js';
 import { parseWwwAuthenticate } from './www-authenticate.js';
 
@@ -235,17 +235,13 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
 
   async function dispatch(req: UpstreamRequest, url: URL, headers: Record<string, string>) {
     const started = performance.now();
-    const send = () => request(url, { method: req.method, headers, dispatcher: agent, signal: req.signal });
     try {
-      let response: Awaited<ReturnType<typeof send>>;
-      try {
-        response = await send();
-      } catch (error) {
-        // Every request here is a GET or HEAD, which the upstream never answered: once more, on a
-        // new connection (transport-error.ts says when).
-        if (!closedBeforeAnswer(error) || req.signal?.aborted) throw error;
-        response = await send();
-      }
+      const response = await request(url, {
+        method: req.method,
+        headers,
+        dispatcher: agent,
+        signal: req.signal,
+      });
       options.onResponse?.(response.statusCode, (performance.now() - started) / 1000);
       // Only the registry's own answers speak for its limit (a CDN it redirects to has none).
       if (url.origin === origin) observeBudget(response.statusCode, response.headers);

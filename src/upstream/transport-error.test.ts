@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { upstreamAnswered, upstreamCoolingDown, upstreamInvalid, upstreamRateLimited } from '../errors.js';
 import { ADDRESS_FORBIDDEN } from './address-guard.js';
-import { answerOf, closedBeforeAnswer, transportError } from './transport-error.js';
+import { answerOf, transportError } from './transport-error.js';
 
 const failure = (code: string, name = 'Error') => Object.assign(new Error(code), { code, name });
 
@@ -50,23 +50,5 @@ describe('answerOf: what a failed request says about its upstream', () => {
     expect(limited.status).toBe(429);
     expect(limited.code).toBe('TOOMANYREQUESTS');
     expect(limited.headers).toEqual({ 'ratelimit-remaining': '0;w=21600', 'retry-after': '3600' });
-  });
-});
-
-describe('closedBeforeAnswer: a request that may go once more', () => {
-  it.each(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE'])('%s: the connection closed under it', (code) => {
-    expect(closedBeforeAnswer(failure(code))).toBe(true);
-  });
-
-  it.each(['ECONNREFUSED', 'ENOTFOUND', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_ABORTED', 'ADDRESS_FORBIDDEN'])(
-    '%s: not a closed connection',
-    (code) => {
-      expect(closedBeforeAnswer(failure(code))).toBe(false);
-    },
-  );
-
-  it('anything without a code is not', () => {
-    expect(closedBeforeAnswer(new Error('x'))).toBe(false);
-    expect(closedBeforeAnswer(undefined)).toBe(false);
   });
 });

@@ -10,18 +10,6 @@ const TIMEOUT_CODES = new Set([
 ]);
 
 /**
- * The connection closed under a request before any answer came: most often a kept-alive connection
- * the upstream (or a proxy on the way) had just closed as the request went out, so the request never
- * reached a handler. Go's http.Transport sends an idempotent request again in that case; so does
- * registry-client.ts, once. undici does not say whether the connection was a reused one (its byte
- * counts are the request's), so a server that hangs up on every request costs two attempts.
- */
-export function closedBeforeAnswer(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'EPIPE';
-}
-
-/**
  * A failure to talk to the upstream at all: 504 for timeouts, 502 otherwise; never with credentials.
  * `what` names the party (`upstream registry docker.io`, `token endpoint of docker.io`).
  */

@@ -1,9 +1,9 @@
 /**
- * A connection that closes under a request before any answer (src/upstream/http-agent.ts): a kept-alive connection the upstream
- * (or a proxy on the way) had just closed as the request went out. The request never reached a
- * handler, so pullcache sends it once more on a new connection: a tag's revalidation still gets the
- * registry's answer, and a cold blob still downloads. An upstream that hangs up on every request
- * costs two attempts per request, never a loop.
+ * A connection that closes under a request before any answer (src/upstream/http-agent.ts): a
+ * kept-alive connection the upstream (or a proxy on the way) had just closed as the request went
+ * out. The request never reached a handler, so pullcache sends it once more on a new connection: a
+ * tag's revalidation still gets the registry's answer, and a cold blob still downloads. An upstream
+ * that hangs up on every request costs two attempts per request, never a loop.
  */
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';

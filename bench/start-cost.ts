@@ -27,8 +27,17 @@ interface Step {
 
 // In the order the main thread of `serve` first reaches them (src/cli.ts's imports).
 const STEPS: Step[] = [
+  {
+    label: "undici's Headers, Request, Response and FormData as the globals (src/http/web-globals.ts)",
+    specifier: './src/http/web-globals.ts',
+    alone: true,
+  },
   { label: 'pino (logger)', specifier: 'pino', alone: true },
-  { label: 'prom-client (metrics)', specifier: 'prom-client', alone: true },
+  {
+    label: "prom-client's registry and metric files (src/metrics.ts)",
+    specifier: './src/metrics.ts',
+    alone: true,
+  },
   { label: 'lru-cache', specifier: 'lru-cache', alone: true },
   {
     label: "undici's Agent and request (src/upstream/http-agent.ts)",
@@ -37,7 +46,7 @@ const STEPS: Step[] = [
   },
   { label: 'hono', specifier: 'hono', alone: true },
   {
-    label: "@hono/node-server (it reads node's global Request/Response: node's internal fetch)",
+    label: '@hono/node-server (on the globals above; node:http2 is scripts/http2-stub.ts)',
     specifier: '@hono/node-server',
     alone: true,
   },
@@ -52,6 +61,10 @@ const NOT_LOADED: Step[] = [
     specifier: './src/config.ts',
   },
   { label: "not loaded: undici's whole index", specifier: 'undici' },
+  {
+    label: "not loaded: prom-client's whole index (its Pushgateway and cluster aggregator)",
+    specifier: 'prom-client',
+  },
   { label: 'not loaded until a foreign token realm meets credentials: tldts', specifier: 'tldts' },
 ];
 

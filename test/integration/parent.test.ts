@@ -270,16 +270,18 @@ describe('fallback: direct', () => {
     );
     try {
       expect(await digestOf(await fetch(`${node.url}/v2/web/manifests/a`))).toBe(web.manifest);
-      expect(parent.requests).toHaveLength(1);
+      // The request, and once more on a new connection (http-agent.ts): both hung up on.
+      expect(parent.requests).toHaveLength(2);
       breaking = false;
       // Within the cool-down the parent is not asked, even though it would answer now.
       expect(await digestOf(await fetch(`${node.url}/v2/web/manifests/b`))).toBe(web.manifest);
-      expect(parent.requests).toHaveLength(1);
+      expect(parent.requests).toHaveLength(2);
       clock += 10_000;
       hub.requests.length = 0;
       const back = await fetch(`${node.url}/v2/library/web/blobs/${web.layer}`);
       expect(await digestOf(back)).toBe(web.layer);
       expect(parent.requests.map((r) => r.path)).toEqual([
+        '/v2/library/web/manifests/a',
         '/v2/library/web/manifests/a',
         `/v2/library/web/blobs/${web.layer}`,
       ]);

@@ -6,7 +6,6 @@
  * that hangs up on every request costs two attempts per request, never a loop.
  */
 import { createHash } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { HttpResponse, http } from 'msw';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryContent, registryHandlers } from '../support/fake-registry.js';
@@ -33,6 +32,7 @@ const hangUp = http.all('*', ({ request }) => {
 
 let registry: LoopbackServer;
 let proxy: TestProxy;
+let clock = 1_000_000; // the proxy's clock: the tag's TTL runs out when a test moves it
 
 beforeAll(async () => {
   registry = await startLoopback(hangUp, ...registryHandlers(content, { auth: { kind: 'none' } }));
@@ -45,11 +45,14 @@ afterAll(() => registry.close());
 
 async function start(): Promise<TestProxy> {
   registry.requests.length = 0;
-  proxy = await startProxy({
-    registries: { 'docker.io': { url: registry.url } },
-    cache: { tagTTL: `${TAG_TTL_MS}ms` },
-    prefetch: { layers: false },
-  });
+  proxy = await startProxy(
+    {
+      registries: { 'docker.io': { url: registry.url } },
+      cache: { tagTTL: `${TAG_TTL_MS}ms` },
+      prefetch: { layers: false },
+    },
+    { now: () => clock },
+  );
   return proxy;
 }
 
@@ -66,7 +69,7 @@ describe('a connection closed under a request before any answer', () => {
     await start();
     const path = '/v2/app/manifests/v1';
     expect((await get(path)).status).toBe(200);
-    await sleep(TAG_TTL_MS + 100); // past the TTL: the next pull revalidates with a HEAD
+    clock += TAG_TTL_MS + 1; // past the TTL: the next pull revalidates with a HEAD
 
     hangUpOn = { method: 'HEAD', path: '/v2/library/app/manifests/v1' };
     hangUps = 1;
